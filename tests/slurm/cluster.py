@@ -47,12 +47,12 @@ def _apt(args, timeout):
            '-o', 'Dpkg::Options::=--force-confdef', '-o', 'Dpkg::Options::=--force-confold', *args]
     try:
         r = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as e:
+    except subprocess.TimeoutExpired:
         return False, f'{" ".join(cmd)} timed out after {timeout} s'
     return r.returncode == 0, f'$ {" ".join(cmd)}  (exit {r.returncode})\n{r.stdout[-2000:]}{r.stderr[-2000:]}'
 
 
-def install(timeout=600):
+def install(timeout=300):
     "Install slurm-wlm + munge with apt-get (apt-get update first if the plain install fails). Return (ok, log)."
     install_cmd = ['install', '--no-install-recommends', *PACKAGES]
     ok, log = _apt(install_cmd, timeout)
@@ -89,10 +89,14 @@ def available(install_missing=True):
     return _available
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
+def _free_ports(n):
+    "n distinct free TCP ports (all held open while picking, so they differ)."
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks: s.bind(('127.0.0.1', 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks: s.close()
 
 
 def _die_with_parent():
@@ -129,8 +133,11 @@ class SlurmCluster:
     its slurm.conf, so sbatch/squeue/scontrol from this process and its children talk to it."""
     partition = 'debug'
 
-    def __init__(self, start_timeout=60, name='mlpreptest'):
-        self.start_timeout, self.name = start_timeout, name
+    def __init__(self, start_timeout=60, cred_expire=10, extra_conf='', name='mlpreptest'):
+        """start_timeout: seconds to wait for the node to be idle. cred_expire: job credential lifetime, which is
+        also how long a requeued job waits before it can start again (slurm's default is 120 s).
+        extra_conf: lines appended to slurm.conf (e.g. 'PreemptType=preempt/partition_prio')."""
+        self.start_timeout, self.cred_expire, self.extra_conf, self.name = start_timeout, cred_expire, extra_conf, name
         self.procs = {}          # name -> Popen of each daemon we started
         self.dir = self.conf = None
         self._old_conf = None
@@ -156,10 +163,11 @@ class SlurmCluster:
             self._spawn('slurmctld', [which('slurmctld'), '-D', '-c', '-f', str(self.conf)])
             self._spawn('slurmd', [which('slurmd'), '-D', '-c', '-N', self.node, '-f', str(self.conf)])
             self._wait_idle()
-        except BaseException:
+        except BaseException as e:
             logs = self.log_tails()
             self.stop()
-            raise RuntimeError(f'SLURM test cluster failed to start.\n{logs}') from None
+            if not isinstance(e, Exception): raise  # KeyboardInterrupt etc.: stopped, now pass it on
+            raise RuntimeError(f'SLURM test cluster failed to start: {e}\n{logs}') from e
         return self
 
     def _spawn(self, name, cmd):
@@ -201,7 +209,7 @@ class SlurmCluster:
         # A little memory headroom: a VM whose memory shrinks would otherwise be drained for "Low RealMemory".
         mem = max(1, int(hw['RealMemory'] * 0.95))
         hw = {**hw, 'RealMemory': mem}
-        self.ports = (_free_port(), _free_port())
+        self.ports = _free_ports(2)
         d = self.dir
         node = ' '.join(f'{k}={v}' for k, v in hw.items())
         return f"""# Written by tests/slurm/cluster.py: a private single-node test cluster.
@@ -213,7 +221,7 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket={self.munge_socket},cred_expire=10
+AuthInfo=socket={self.munge_socket},cred_expire={self.cred_expire}
 StateSaveLocation={d}/state
 SlurmdSpoolDir={d}/spool
 SlurmctldPidFile={d}/slurmctld.pid
@@ -244,6 +252,7 @@ Waittime=0
 JobRequeue=1
 NodeName={self.node} NodeAddr=127.0.0.1 NodeHostname={self.node} {node} State=UNKNOWN
 PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+{self.extra_conf}
 """
 
     def _wait_idle(self):
