@@ -97,7 +97,7 @@ def _cached(cache: Path, kind: str, src: Path, lib_hash: str) -> Path:
 
 def _execute(kind: str, src: Path, dst: Path, timeout: int) -> float:
     "Run one notebook in a child process with a time limit; raise DocsError naming the notebook and cell."
-    tmp = dst.with_name(f'.{dst.name}.{os.getpid()}.tmp')
+    tmp = dst.with_name(f'.{dst.stem}.{os.getpid()}.tmp.ipynb')
     progress = dst.with_name(f'.{dst.name}.cell')
     env = {**os.environ, 'MLPREP_PROGRESS': '0', 'PYTHONUNBUFFERED': '1',
            'MPLBACKEND': 'module://matplotlib_inline.backend_inline'}      # a kernel with MPLBACKEND=Agg shows no plots
@@ -114,7 +114,8 @@ def _execute(kind: str, src: Path, dst: Path, timeout: int) -> float:
     finally: progress.unlink(missing_ok=True)
     if proc.returncode != 0 or not tmp.exists():
         tmp.unlink(missing_ok=True)
-        raise DocsError(out.strip()[-6000:] or f'{rel(src)}: executing it failed with exit code {proc.returncode}')
+        msg = out[out.find('docs: '):] if 'docs: ' in out else out     # our message, without the noise before it
+        raise DocsError(msg.strip()[-6000:] or f'{rel(src)}: executing it failed with exit code {proc.returncode}')
     for old in dst.parent.glob(f'{src.stem}.*.ipynb'): old.unlink()       # keep one cached version per notebook
     tmp.replace(dst)
     return time.time() - t0
@@ -262,9 +263,8 @@ class Pages:
         url, _, anchor = target.partition('#')
         if self.doc_url != '/' and url.startswith(self.doc_url): url = url[len(self.doc_url):]
         elif re.match(r'^[a-z]+:', url) or not url: return target
-        name = Path(url).name
-        key = name if name in self.page_of else (Path(name).stem + '.html' if name.endswith('.ipynb') else None)
-        dest = self.page_of.get(name) or self.page_of.get(key or '')
+        path = os.path.normpath(url).lstrip('./')         # 'stages/data.ipynb', '../nbs/00_core.ipynb' -> ...
+        dest = next((self.page_of[k] for k in (path, Path(path).name) if k in self.page_of), None)
         if not dest: return target
         relp = os.path.relpath(dest, start=str(Path(page).parent) or '.').replace(os.sep, '/')
         return relp + ('#' + anchor if anchor else '')
@@ -386,7 +386,7 @@ def build(out: Path, stages_dir: Path, outputs_dir: Path, jobs: int = 2, timeout
     for nb in lib_nbs:
         page_of[nb.name] = page_of[page_name(nb) + '.html'] = page_name(nb) + '.md'
     for nb in stage_nbs:
-        page_of[nb.name] = page_of[page_name(nb) + '.html'] = f'stages/{page_name(nb)}.md'
+        page_of[f'stages/{nb.name}'] = page_of[f'stages/{page_name(nb)}.html'] = f'stages/{page_name(nb)}.md'
     pages = Pages(docs_dir, cfg, page_of)
     api, stage_nav, stage_rows = [], [], []
     for nb in lib_nbs:
@@ -404,10 +404,10 @@ def build(out: Path, stages_dir: Path, outputs_dir: Path, jobs: int = 2, timeout
             when = time.strftime('%Y-%m-%d %H:%M', time.localtime(src.stat().st_mtime))
             note = f'!!! note "Run shown"\n    The newest completed run: `{rel(src.parent)}/` ({when}).'
             how = f'run `{src.parent.name}`'
-        pages.write(d, page_of[nb.name], note=note)
+        pages.write(d, page_of[f'stages/{nb.name}'], note=note)
         title = nb_title(d, page_name(nb))
-        stage_nav.append({title: page_of[nb.name]})
-        stage_rows.append(f'| [{title}]({page_name(nb)}.md) | `nbs/stages/{nb.name}` | {how} |')
+        stage_nav.append({title: page_of[f'stages/{nb.name}']})
+        stage_rows.append(f'| [{title}]({page_name(nb)}.md) | `{rel(nb)}` | {how} |')
     _stages_index(docs_dir, stage_rows, stages_dir)
     guides = _copy_guides(docs_dir)
     _copy_assets(nbs, docs_dir)

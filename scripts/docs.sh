@@ -3,7 +3,7 @@
 # (as nbdev_test runs them); stage pages show the newest run under outputs/. Arguments go to scripts/build_docs.py:
 # --force (run every notebook again), --jobs N, --timeout SECONDS, --out DIR, --no-strict.
 source "$(dirname "$0")/_env.sh"
-if ! python -c "import mkdocs, material, yaml" 2>/dev/null; then
+if ! python -c "import mkdocs, material, latex2mathml" 2>/dev/null; then
   echo "mlprep: installing the docs requirements (settings.ini docs_requirements) into .venv" >&2
   python - <<'PY'
 import shlex, subprocess, sys

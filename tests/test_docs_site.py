@@ -62,7 +62,7 @@ def test_newest_completed_run_is_chosen(tmp_path):
 
 def test_notebook_to_markdown_page(tmp_path):
     b = _builder()
-    page_of = {'00_core.ipynb': 'core.md', 'core.html': 'core.md', 'x.ipynb': 'stages/x.md', 'x.html': 'stages/x.md'}
+    page_of = {'00_core.ipynb': 'core.md', 'core.html': 'core.md', 'stages/x.ipynb': 'stages/x.md', 'stages/x.html': 'stages/x.md'}
     pages = b.Pages(tmp_path, {'doc_host': 'https://mlprep.github.io', 'doc_baseurl': '/mlprep'}, page_of)
     png = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=='
     nb = {'cells': [
@@ -83,6 +83,21 @@ def test_notebook_to_markdown_page(tmp_path):
     assert 'show_doc(f)' not in md and '### BadRows.add { #badrows.add }' in md
     assert '```text\n1\n2\n```' in md                             # streams merged, ANSI codes gone
     assert '![](x_files/cell2-1.png){ width="300" }' in md and (tmp_path/'stages'/'x_files'/'cell2-1.png').exists()
+
+
+@pytest.mark.slow
+def test_failing_or_hanging_notebook_is_named(tmp_path):
+    b = _builder()
+    bad = _write_nb(tmp_path/'01_bad.ipynb', [('markdown', '# Bad', {}), ('code', 'x = 1', {}),
+                                               ('code', 'assert x == 2, "x is not 2"', {})])
+    with pytest.raises(b.DocsError) as e: b._execute('lib', bad, tmp_path/'bad.ipynb', 300)
+    assert '01_bad.ipynb failed in cell 3' in str(e.value) and 'x is not 2' in str(e.value), str(e.value)
+    stage = _write_nb(tmp_path/'stages'/'broken.ipynb', [('markdown', '# Broken', {}), ('code', '1 / 0', {})])
+    with pytest.raises(b.DocsError) as e: b._execute('stage', stage, tmp_path/'broken.ipynb', 300)
+    assert 'broken.ipynb failed in cell 2' in str(e.value) and 'ZeroDivisionError' in str(e.value), str(e.value)
+    hang = _write_nb(tmp_path/'02_hang.ipynb', [('markdown', '# Hang', {}), ('code', 'import time\nwhile True: time.sleep(0.1)', {})])
+    with pytest.raises(b.DocsError) as e: b._execute('lib', hang, tmp_path/'hang.ipynb', 30)
+    assert 'did not finish within 30 s' in str(e.value) and 'while True' in str(e.value), str(e.value)
 
 
 # ---------------------------------------------------------------------------------------------------------------

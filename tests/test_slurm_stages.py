@@ -25,7 +25,7 @@ def test_dry_run_prints_the_script(tmp_path):
     out = mlprep('slurm', 'data', '-p', 'num_samples', '10,20', '--nodes', '1', '--cpus_per_task', '1', '--mem', '2G',
                  '--time', '00:10:00', '--partition', 'debug', '--output_dir', tmp_path / 'dry', '--dry_run')
     assert '#SBATCH --array=0-1' in out and '#SBATCH --mem=2G' in out and 'nothing submitted' in out
-    assert (tmp_path / 'dry' / 'job.sbatch').exists() and (tmp_path / 'dry' / 'task-1' / 'params.yaml').exists()
+    assert not (tmp_path / 'dry').exists(), 'a dry run only prints'
 
 
 def test_stage_and_sweep_on_a_real_cluster(slurm_cluster, tmp_path):
