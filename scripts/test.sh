@@ -13,6 +13,11 @@ if [ "$before" != "$after" ]; then
   diff <(echo "$before") <(echo "$after") | grep '^[<>]' | awk '{print $3}' | sort -u
   exit 1
 fi
+echo "== warm-up: the tiny policy/target pair that several notebooks and tests use (trained once, cached in outputs/)"
+python -c "from mlprep.tiny import tiny_pair; print(tiny_pair())"
+# Tests run two notebooks (or a test and its subprocesses) at once on small models: one thread each is much faster
+# than two threads each fighting for two cores.
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MLPREP_PROGRESS=0
 echo "== 2/3 nbdev_test: every notebook runs, and its examples are tests"
 nbdev_test --n_workers "${NBDEV_WORKERS:-2}" --timing ${NBDEV_FLAGS:+--flags "$NBDEV_FLAGS"}
 echo "== 3/3 pytest tests/"
