@@ -7,7 +7,7 @@ Cells start with `# %%` (code) or `# %% [markdown]` (markdown, each line prefixe
 `# %% tags=["parameters"]` tags a code cell. The .ipynb is the source of truth: the .py is a
 scratch file that you delete after converting (it is git-ignored).
 """
-import json, re, sys
+import hashlib, json, re, sys
 from pathlib import Path
 
 HEAD = re.compile(r'^# %%(?P<md> \[markdown\])?(?: tags=(?P<tags>\[.*\]))?\s*$')
@@ -25,12 +25,14 @@ def py2nb(path):
         if cur['kind'] == 'markdown': line = line[2:] if line.startswith('# ') else line.lstrip('#')
         cur['lines'].append(line)
     out = []
-    for c in cells:
+    for i, c in enumerate(cells):
         while c['lines'] and not c['lines'][-1].strip(): c['lines'].pop()
         while c['lines'] and not c['lines'][0].strip(): c['lines'].pop(0)
         src = [l + '\n' for l in c['lines']]
         if src: src[-1] = src[-1][:-1]
-        cell = dict(cell_type=c['kind'], metadata={'tags': c['tags']} if c['tags'] else {}, source=src)
+        # Deterministic cell ids: nbdev_clean would otherwise invent random ones on every run.
+        cid = hashlib.sha1(f'{path.stem}:{i}'.encode()).hexdigest()[:8]
+        cell = dict(cell_type=c['kind'], id=cid, metadata={'tags': c['tags']} if c['tags'] else {}, source=src)
         if c['kind'] == 'code': cell.update(execution_count=None, outputs=[])
         out.append(cell)
     nb = dict(cells=out, metadata=dict(kernelspec=dict(display_name='python3', language='python', name='python3')),
