@@ -4,7 +4,9 @@ All methods run in one process on the same two models, prompts, batch and number
 every method, so each generates exactly `--new_tokens` tokens per row):
 
   1. hf_generate     HF `generate` of π_θ alone, sampling: the single-model reference
-  2. bare_loop       the two models' cached forward passes with a fixed mixture and nothing else: the floor
+  2. bare_loop       the two models' cached forward passes with a fixed mixture and nothing else: the floor (with
+                     mlprep's in-place growing KV cache, so that the ratio to it measures the mixture's own cost)
+  2b. bare_loop      the same with transformers' DynamicCache (which copies the cache at every step), for context
   3. mlprep_fixed    mlprep.decode.generate_mixture, alpha_method='fixed'
   4. mlprep_kl       ... alpha_method='kl_symmetry'
   5. mlprep_ess      ... alpha_method='ess_balance'
@@ -40,7 +42,7 @@ import transformers
 from transformers import DynamicCache, GenerationConfig
 
 from mlprep.core import get_device, get_dtype
-from mlprep.decode import generate_mixture, generate_mixture_nocache
+from mlprep.decode import _growing_cache, generate_mixture, generate_mixture_nocache
 from mlprep.tiny import demo_tokenizer, tiny_model
 
 TRL_VERSION = '1.13.0'  # the last TRL release with GeometricMixtureWrapper (trl/experimental/nash_md); 1.14.0 removed it
@@ -69,15 +71,18 @@ def hf_generate(theta, ids, new_tokens, generator=None):
     return theta.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config)[:, ids.shape[1]:]
 
 @torch.no_grad()
-def bare_loop(theta, target, ids, new_tokens, alpha=0.5, generator=None):
-    "2. The floor: both models' cached forwards, a fixed geometric mixture, multinomial sampling, nothing else."
-    theta_cache, target_cache = DynamicCache(config=theta.config), DynamicCache(config=target.config)
+def bare_loop(theta, target, ids, new_tokens, alpha=0.5, generator=None, growing=True):
+    "2. The floor: both models' cached forwards, a fixed geometric mixture, inverse-CDF sampling, nothing else."
+    if growing: theta_cache, target_cache = (_growing_cache(m, ids.shape[1] + new_tokens) for m in (theta, target))
+    else: theta_cache, target_cache = DynamicCache(config=theta.config), DynamicCache(config=target.config)
     theta_logits = theta(input_ids=ids, past_key_values=theta_cache, use_cache=True, logits_to_keep=1).logits[:, -1]
     target_logits = target(input_ids=ids, past_key_values=target_cache, use_cache=True, logits_to_keep=1).logits[:, -1]
     tokens = []
     for step in range(new_tokens):
         logq = alpha * theta_logits.float().log_softmax(-1) + (1 - alpha) * target_logits.float().log_softmax(-1)
-        token = torch.multinomial(logq.softmax(-1), 1, generator=generator)
+        cdf = logq.softmax(-1).double().cumsum_(-1)  # one uniform per row (the cheapest exact draw; see mlprep.mixture.sample_next)
+        u = torch.rand(cdf.shape[0], 1, generator=generator, dtype=cdf.dtype, device=cdf.device) * cdf[:, -1:]
+        token = torch.searchsorted(cdf, u, right=True).clamp_max_(cdf.shape[-1] - 1)
         tokens.append(token)
         if step == new_tokens - 1: break
         theta_logits = theta(input_ids=token, past_key_values=theta_cache, use_cache=True).logits[:, -1]
@@ -232,6 +237,7 @@ def main(argv=None):
 
     methods = [('1 hf_generate (theta alone)', lambda th, ta, i, n, generator=None: hf_generate(th, i, n, generator)),
                ('2 bare_loop (floor)', bare_loop),
+               ('2b bare_loop, DynamicCache', lambda *a, **k: bare_loop(*a, growing=False, **k)),
                ('3 mlprep fixed', mlprep_method('fixed')),
                ('4 mlprep kl_symmetry', mlprep_method('kl_symmetry')),
                ('5 mlprep ess_balance', mlprep_method('ess_balance')),
@@ -258,7 +264,7 @@ def main(argv=None):
     print(f'{"method":32s} {"best s":>8s} {"median s":>9s} {"tokens/s":>9s} {"ms/step":>8s} {"peak MiB":>9s}')
     for name, _ in methods:
         best, median, mem = min(times[name]), statistics.median(times[name]), max(mems[name])
-        rows[name[0]] = best
+        rows[name.split()[0]] = best
         print(f'{name:32s} {best:8.3f} {median:9.3f} {n / best:9.1f} {1e3 * best / new_tokens:8.2f} {mem:+9.1f}')
     if '7' in rows:
         equal, first_diff, rows_same, shared = check_trl_greedy(wrapper_cls, theta, target, ids, min(new_tokens, 16))

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from .core import get_logger
-from .mixture import ALPHA_METHODS, aggregate_diagnostics, compute_alpha, mix_logprobs, sample_next, token_diagnostics
+from .mixture import ALPHA_METHODS, aggregate_diagnostics, mixture_step, sample_next
 
 # %% auto #0
 __all__ = ['log', 'check_tokenizers', 'encode_prompts', 'encode_prompt_pair', 'MixtureOutput', 'generate_mixture',
@@ -91,6 +92,45 @@ def encode_prompt_pair(tok_theta, tok_target, prompts: list, theta_chat_template
     target_batch = encode_prompts(tok_target, [prompts[i] for i in kept], target_chat_template)
     return theta_batch, target_batch, kept
 
+# %% ../nbs/11_decode.ipynb #900f63b2
+class _GrowingLayer(DynamicLayer):
+    "A `DynamicLayer` that writes into a preallocated buffer of `capacity` positions (doubling if it must) instead of concatenating."
+    def __init__(self, capacity: int):
+        super().__init__()
+        self.capacity, self.length = capacity, 0
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        self.dtype, self.device = key_states.dtype, key_states.device
+        self._keys = key_states.new_empty(*key_states.shape[:-2], self.capacity, key_states.shape[-1])
+        self._values = value_states.new_empty(*value_states.shape[:-2], self.capacity, value_states.shape[-1])
+        self.keys, self.values = self._keys[..., :0, :], self._values[..., :0, :]
+        self.is_initialized = True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized: self.lazy_initialization(key_states, value_states)
+        end = self.length + key_states.shape[-2]
+        if end > self._keys.shape[-2]:  # more tokens than planned: grow the buffers (rare; a copy, as DynamicLayer makes every step)
+            size = max(end, 2 * self._keys.shape[-2])
+            grow = lambda buf: torch.cat([buf[..., :self.length, :], buf.new_empty(*buf.shape[:-2], size - self.length, buf.shape[-1])], -2)
+            self._keys, self._values = grow(self._keys), grow(self._values)
+        self._keys[..., self.length:end, :] = key_states
+        self._values[..., self.length:end, :] = value_states
+        self.length = end
+        self.keys, self.values = self._keys[..., :end, :], self._values[..., :end, :]
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int: return self.length
+
+    def reset(self) -> None:
+        self.length = 0
+        super().reset()
+
+def _growing_cache(model, capacity: int) -> DynamicCache:
+    "A `DynamicCache` for `model` whose full-attention layers grow in place up to `capacity` positions."
+    cache = DynamicCache(config=model.config)
+    cache.layers = [_GrowingLayer(capacity) if type(layer) is DynamicLayer else layer for layer in cache.layers]
+    return cache
+
 # %% ../nbs/11_decode.ipynb #648e24c6
 class _Side:
     "One model's state in the decode loop: ids, attention mask, positions and KV cache."
@@ -107,7 +147,7 @@ class _Side:
         self.mask = torch.cat([mask, mask.new_ones(B, max_new_tokens)], 1)
         self.positions = (self.mask.cumsum(-1) - 1).clamp_min_(0)
         self.padded = not bool(mask.all())
-        self.cache = DynamicCache(config=model.config) if use_cache else None
+        self.cache = _growing_cache(model, self.ids.shape[1]) if use_cache else None
 
     def _logits(self, start: int) -> torch.Tensor:
         "Run the model on positions start..length-1 (after the cached ones); the last position's logits (B, V)."
@@ -178,19 +218,18 @@ def generate_mixture(theta, target, theta_batch: dict, target_batch: dict, alpha
     n_unconverged = torch.zeros(B, dtype=torch.long, device=device)
     tokens, running, diagnostics, chosen = [], [], [], []
     for step in range(max_new_tokens):
-        logp_theta = theta_logits[:, :V].float().log_softmax(-1)
-        logp_target = target_logits[:, :V].float().log_softmax(-1)
-        fit = compute_alpha(logp_theta, logp_target, alpha_method, fixed_alpha, clamp, tol, max_iter)
-        logq = mix_logprobs(logp_theta, logp_target, fit.alpha)
+        logits_theta, logits_target = theta_logits[:, :V].float(), target_logits[:, :V].float()
+        fit, logq, diag = mixture_step(logits_theta, logits_target, alpha_method, fixed_alpha, clamp, tol, max_iter)
         token = sample_next(logq, temperature, top_k, top_p, generator)
         # the bookkeeping of this step, for the rows that were still running when it was sampled
         active = ~finished
         running.append(active)
-        diagnostics.append(token_diagnostics(logp_theta, logp_target, logq, fit.alpha))
+        diagnostics.append(diag)
         n_clamped += fit.clamped & active
         n_unconverged += ~fit.converged & active
         if return_token_logprobs:
-            chosen.append(torch.cat([lp.gather(-1, token[:, None]) for lp in (logp_theta, logp_target, logq)], 1))
+            logps = (logits_theta.log_softmax(-1), logits_target.log_softmax(-1), logq)
+            chosen.append(torch.cat([lp.gather(-1, token[:, None]) for lp in logps], 1))
         token = token.masked_fill(finished, pad_token_id)
         tokens.append(token)
         finished |= torch.isin(token, eos)

@@ -10,8 +10,8 @@ from typing import NamedTuple
 import torch
 
 # %% auto #0
-__all__ = ['ALPHA_METHODS', 'mix_logprobs', 'AlphaResult', 'compute_alpha', 'token_diagnostics', 'aggregate_diagnostics',
-           'alpha_curves', 'plot_alpha_curves', 'sample_next']
+__all__ = ['ALPHA_METHODS', 'mix_logprobs', 'AlphaResult', 'compute_alpha', 'token_diagnostics', 'MixtureStep', 'mixture_step',
+           'aggregate_diagnostics', 'alpha_curves', 'plot_alpha_curves', 'sample_next']
 
 # %% ../nbs/10_mixture.ipynb #3a6d5bcd
 _NEG_INF = float('-inf')
@@ -144,15 +144,21 @@ def _entropy(logp: torch.Tensor) -> torch.Tensor:
     logp = logp.clamp_min(_EXP_FLOOR)  # a token under the floor adds < 1.6e-38 * 87
     return -torch.linalg.vecdot(logp.exp(), logp)
 
-def compute_alpha(logp_theta: torch.Tensor, logp_target: torch.Tensor, method: str, fixed_alpha: float | torch.Tensor = 0.5,
-                  clamp: tuple[float, float] | None = None, tol: float = 1e-4, max_iter: int = 30) -> AlphaResult:
-    "The mixture weight α on theta for each row of (B, V) logits, by `method` (one of `ALPHA_METHODS`)."
+def _check_alpha_args(method: str, clamp, tol: float, max_iter: int):
     if method not in ALPHA_METHODS:
         raise ValueError(f"unknown alpha method '{method}': use one of " + ', '.join(f"'{m}'" for m in ALPHA_METHODS))
     if clamp is not None and not (0 <= clamp[0] <= clamp[1] <= 1):
         raise ValueError(f'clamp must be (alpha_min, alpha_max) with 0 <= alpha_min <= alpha_max <= 1, got {clamp}')
     if not (tol > 0 and max_iter >= 0): raise ValueError(f'need tol > 0 and max_iter >= 0, got tol={tol}, max_iter={max_iter}')
-    pair = _condition(logp_theta, logp_target)
+
+def compute_alpha(logp_theta: torch.Tensor, logp_target: torch.Tensor, method: str, fixed_alpha: float | torch.Tensor = 0.5,
+                  clamp: tuple[float, float] | None = None, tol: float = 1e-4, max_iter: int = 30) -> AlphaResult:
+    "The mixture weight α on theta for each row of (B, V) logits, by `method` (one of `ALPHA_METHODS`)."
+    _check_alpha_args(method, clamp, tol, max_iter)
+    return _alpha_from_pair(_condition(logp_theta, logp_target), method, fixed_alpha, clamp, tol, max_iter)
+
+def _alpha_from_pair(pair: _Pair, method: str, fixed_alpha, clamp, tol: float, max_iter: int) -> AlphaResult:
+    "`compute_alpha` on an already conditioned pair (arguments already checked)."
     B, device = pair.d.shape[0], pair.d.device
     residual = torch.zeros(B, device=device)
     converged = torch.ones(B, dtype=torch.bool, device=device)
@@ -197,6 +203,38 @@ def token_diagnostics(logp_theta: torch.Tensor, logp_target: torch.Tensor, logq:
     out['entropy_theta'], out['entropy_t'], out['entropy_q'] = _entropy(pair.theta), _entropy(pair.target), _entropy(logq)
     out['mass_theta'], out['mass_t'] = pair.mass_theta, pair.mass_t
     return out
+
+# %% ../nbs/10_mixture.ipynb #f68daecc
+class MixtureStep(NamedTuple):
+    "What `mixture_step` found for one token: α and how it was solved, log q (B, V), and the diagnostics of q."
+    fit: AlphaResult
+    logq: torch.Tensor
+    diagnostics: dict[str, torch.Tensor] | None
+
+def mixture_step(logp_theta: torch.Tensor, logp_target: torch.Tensor, method: str = 'kl_symmetry',
+                 fixed_alpha: float | torch.Tensor = 0.5, clamp: tuple[float, float] | None = None, tol: float = 1e-4,
+                 max_iter: int = 30, diagnostics: bool = True) -> MixtureStep:
+    "`compute_alpha`, then `mix_logprobs` at that α, then (if `diagnostics`) `token_diagnostics` of q, conditioning the pair once."
+    _check_alpha_args(method, clamp, tol, max_iter)
+    pair = _condition(logp_theta, logp_target)
+    fit = _alpha_from_pair(pair, method, fixed_alpha, clamp, tol, max_iter)
+    alpha = fit.alpha
+    z = torch.addcmul(pair.target, alpha[:, None], pair.d)
+    A = _logsumexp(z)
+    logq = z.sub_(A[:, None])
+    if not diagnostics: return MixtureStep(fit, logq, None)
+    q = _exp(logq)  # outside the joint support q is 1.6e-38 and d is 0
+    mean = torch.linalg.vecdot(q, pair.d)
+    out = {'alpha': alpha}
+    out['kl_theta'], out['kl_t'] = ((alpha - 1) * mean - A).clamp_min_(0), (alpha * mean - A).clamp_min_(0)
+    A_2 = _logsumexp(torch.addcmul(pair.target, (2 - alpha)[:, None], pair.d))
+    A_neg = _logsumexp(torch.addcmul(pair.target, (-alpha)[:, None], pair.d))
+    out['ess_theta'], out['ess_t'] = (-A - A_2).exp(), (-A - A_neg).exp()
+    out['ess_ratio'] = (A_neg - A_2).exp()
+    out['entropy_theta'], out['entropy_t'] = _entropy(pair.theta), _entropy(pair.target)
+    out['entropy_q'] = A - torch.linalg.vecdot(q, pair.target.clamp_min(_EXP_FLOOR)) - alpha * mean
+    out['mass_theta'], out['mass_t'] = pair.mass_theta, pair.mass_t
+    return MixtureStep(fit, logq, out)
 
 # %% ../nbs/10_mixture.ipynb #38c07efb
 def aggregate_diagnostics(steps: list[dict] | dict[str, torch.Tensor],
@@ -277,4 +315,10 @@ def sample_next(logq: torch.Tensor, temperature: float = 1.0, top_k: int = 0, to
         probs = sorted_logits.softmax(-1)
         drop = probs.cumsum(-1) - probs >= top_p  # the mass before this token already reaches top_p
         logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, _NEG_INF))
-    return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
+    probs = logits.softmax(-1)
+    cdf = probs.double().cumsum_(-1)
+    u = torch.rand(cdf.shape[0], 1, generator=generator, dtype=cdf.dtype, device=cdf.device) * cdf[:, -1:]
+    # the first token whose cumulative mass exceeds u: never a token with q = 0 (its cdf equals its predecessor's)
+    token = torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_max_(cdf.shape[-1] - 1)
+    # u·total rounded up to total (odds about 1e-16) could land on a trailing q = 0 token: take the mode instead
+    return torch.where(probs.gather(-1, token[:, None]).squeeze(-1) > 0, token, probs.argmax(-1))

@@ -4,13 +4,13 @@
     python scripts/nbpy.py nb2py nbs/00_core.ipynb  # writes nbs/00_core.py
 
 Cells start with `# %%` (code) or `# %% [markdown]` (markdown, each line prefixed by `# `).
-`# %% tags=["parameters"]` tags a code cell. The .ipynb is the source of truth: the .py is a
+`# %% id=ab12cd34 tags=["parameters"]` keeps a cell's id and tags it (new cells get a deterministic id). The .ipynb is the source of truth: the .py is a
 scratch file that you delete after converting (it is git-ignored).
 """
 import hashlib, json, re, sys
 from pathlib import Path
 
-HEAD = re.compile(r'^# %%(?P<md> \[markdown\])?(?: tags=(?P<tags>\[.*\]))?\s*$')
+HEAD = re.compile(r'^# %%(?P<md> \[markdown\])?(?: id=(?P<id>[\w-]+))?(?: tags=(?P<tags>\[.*\]))?\s*$')
 
 def py2nb(path):
     path = Path(path)
@@ -18,7 +18,7 @@ def py2nb(path):
     for line in path.read_text().splitlines():
         m = HEAD.match(line)
         if m:
-            cur = dict(kind='markdown' if m['md'] else 'code', tags=json.loads(m['tags']) if m['tags'] else [], lines=[])
+            cur = dict(kind='markdown' if m['md'] else 'code', id=m['id'], tags=json.loads(m['tags']) if m['tags'] else [], lines=[])
             cells.append(cur)
             continue
         if cur is None: continue
@@ -31,7 +31,7 @@ def py2nb(path):
         src = [l + '\n' for l in c['lines']]
         if src: src[-1] = src[-1][:-1]
         # Deterministic cell ids: nbdev_clean would otherwise invent random ones on every run.
-        cid = hashlib.sha1(f'{path.stem}:{i}'.encode()).hexdigest()[:8]
+        cid = c['id'] or hashlib.sha1(f'{path.stem}:{i}:{src[:1]}'.encode()).hexdigest()[:8]
         cell = dict(cell_type=c['kind'], id=cid, metadata={'tags': c['tags']} if c['tags'] else {}, source=src)
         if c['kind'] == 'code': cell.update(execution_count=None, outputs=[])
         out.append(cell)
@@ -48,7 +48,7 @@ def nb2py(path):
     for c in nb['cells']:
         src = ''.join(c['source'])
         tags = c.get('metadata', {}).get('tags', [])
-        t = f' tags={json.dumps(tags)}' if tags else ''
+        t = (f" id={c['id']}" if c.get('id') else '') + (f' tags={json.dumps(tags)}' if tags else '')
         if c['cell_type'] == 'markdown':
             parts.append('# %% [markdown]' + t + '\n' + '\n'.join(('# ' + l) if l else '#' for l in src.splitlines()))
         else: parts.append('# %%' + t + '\n' + src)
