@@ -181,6 +181,8 @@ def demo(output_dir: str | Path = 'outputs/demo', methods: str = 'kl_symmetry', 
     w = max(len(k) for k in made)
     print(f'\nmlprep demo: done in {time.time() - t0:.0f} s. What was made, and where:')
     for k, p in made.items(): print(f'  {k:<{w}}  {_size(p):>8}  {p}')
+    summary = (rd/'summary.md').read_text().split('## Expected ranges')[-1].split('## Metrics')[0].strip()
+    print('\nShare of samples inside the expected ranges:\n' + summary)
     print(f'\nOpen the report: {made["diagnostics: report"]}')
     return made
 
