@@ -12,6 +12,9 @@ every method, so each generates exactly `--new_tokens` tokens per row):
   5. mlprep_ess      ... alpha_method='ess_balance'
   6. exact_nocache   the exact mixture without KV caches (both models re-run the whole prefix each step; fixed α)
   7. trl_gmw         TRL's GeometricMixtureWrapper (last shipped in TRL 1.13.0; installed into outputs/bench/ on first use)
+  8. lora_joint      π_t = π_θ + a LoRA adapter (r 16, every linear layer): mlprep.decode.generate_mixture_adapters, one
+                     batched forward of 2B rows with peft's mixed adapters (kl_symmetry)
+  8b. lora_two       the same π_t merged into a second model: generate_mixture with two forwards (kl_symmetry)
 
     python bench/sampler.py                 # the full run (a few minutes on 2 CPU cores)
     python bench/sampler.py --quick         # 32 new tokens, one timed repeat
@@ -42,7 +45,7 @@ import transformers
 from transformers import DynamicCache, GenerationConfig
 
 from mlprep.core import get_device, get_dtype
-from mlprep.decode import _growing_cache, generate_mixture, generate_mixture_nocache
+from mlprep.decode import _growing_cache, generate_mixture, generate_mixture_adapters, generate_mixture_nocache
 from mlprep.tiny import demo_tokenizer, tiny_model
 
 TRL_VERSION = '1.13.0'  # the last TRL release with GeometricMixtureWrapper (trl/experimental/nash_md); 1.14.0 removed it
@@ -96,6 +99,30 @@ def mlprep_method(alpha_method, cached=True):
         generate = generate_mixture if cached else generate_mixture_nocache
         return generate(theta, target, batch, batch, alpha_method=alpha_method, fixed_alpha=0.5, max_new_tokens=new_tokens,
                         eos_token_ids=(), vocab_size=theta.config.vocab_size, generator=generator).tokens
+    return run
+
+def lora_models(theta, rank=16):
+    "theta + a random (non-zero) LoRA adapter on every linear layer: the peft model, and the adapter merged into a copy."
+    import copy
+    from peft import LoraConfig, get_peft_model
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, init_lora_weights=False,
+                        target_modules=['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'])
+    torch.manual_seed(0)
+    peft_model = get_peft_model(copy.deepcopy(theta), config).eval()
+    return peft_model, copy.deepcopy(peft_model).merge_and_unload().eval()
+
+def lora_joint(peft_model):
+    "8. π_θ = the base, π_t = base + adapter, in one batched forward."
+    def run(theta, target, ids, new_tokens, generator=None):
+        batch = dict(input_ids=ids, attention_mask=torch.ones_like(ids))
+        return generate_mixture_adapters(peft_model, batch, batch, alpha_method='kl_symmetry', max_new_tokens=new_tokens,
+                                         eos_token_ids=(), vocab_size=theta.config.vocab_size, generator=generator).tokens
+    return run
+
+def lora_two(merged):
+    "8b. The same pair as two models (the adapter merged into a copy of theta)."
+    def run(theta, target, ids, new_tokens, generator=None):
+        return mlprep_method('kl_symmetry')(theta, merged, ids, new_tokens, generator)
     return run
 
 
@@ -214,6 +241,7 @@ def main(argv=None):
     p.add_argument('--nocache_repeats', type=int, default=1, help='timed runs of the two slow no-cache methods')
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: 1 on CPU, where the 2 shared cores make more threads noisy)')
     p.add_argument('--no_trl', action='store_true', help='skip TRL\'s GeometricMixtureWrapper')
+    p.add_argument('--no_lora', action='store_true', help='skip the LoRA-target rows (8, 8b)')
     p.add_argument('--small', action='store_true', help='tiny models (hidden 64, 2 layers): a smoke test of this script')
     args = p.parse_args(argv)
     new_tokens = args.new_tokens or (32 if args.quick else 128)
@@ -251,6 +279,9 @@ def main(argv=None):
         except Exception as e:
             trl_note = f'skipped TRL GeometricMixtureWrapper: {type(e).__name__}: {e}'.splitlines()[0]
             print(f'# {trl_note}', flush=True)
+    if not args.no_lora:
+        peft_model, merged = lora_models(theta)
+        methods += [('8 LoRA target, one forward', lora_joint(peft_model)), ('8b LoRA target, two forwards', lora_two(merged))]
 
     # warm up every method, then time them round-robin, so that load from other processes hits all of them alike
     for name, fn in methods: fn(theta, target, ids, 4 if name[0] in '67' else min(8, new_tokens), generator=torch.Generator(device).manual_seed(0))
@@ -276,6 +307,9 @@ def main(argv=None):
             print('#   under transformers 5, generate() gives the wrapper one DynamicCache and the wrapper passes it to both '
                   'models; use_cache=False does not stop them writing to it, so each model attends to both models\' keys '
                   'and values (its own and the other\'s), and decoding is incremental, not the intended no-cache re-run')
+    if '8' in rows:
+        print(f'# LoRA target: one batched forward (peft mixed adapters) / two forwards = {rows["8"] / rows["8b"]:.3f}; '
+              f'/ the two-model floor (2) = {rows["8"] / rows["2"]:.3f}')
     print(f'ratio_vs_single={rows["4"] / rows["1"]:.2f} ratio_nocache={rows["6"] / rows["3"]:.2f} '
           f'overhead_vs_bare={rows["4"] / rows["2"]:.3f}')
 

@@ -16,7 +16,7 @@ from .mixture import ALPHA_METHODS, aggregate_diagnostics, mixture_step, sample_
 
 # %% auto #0
 __all__ = ['log', 'check_tokenizers', 'encode_prompts', 'encode_prompt_pair', 'MixtureOutput', 'generate_mixture',
-           'generate_mixture_nocache', 'decode_completions']
+           'generate_mixture_nocache', 'generate_mixture_adapters', 'decode_completions']
 
 # %% ../nbs/11_decode.ipynb #8fba4da4
 log = get_logger('decode')
@@ -134,7 +134,7 @@ def _growing_cache(model, capacity: int) -> DynamicCache:
 # %% ../nbs/11_decode.ipynb #648e24c6
 class _Side:
     "One model's state in the decode loop: ids, attention mask, positions and KV cache."
-    def __init__(self, model, batch: dict, max_new_tokens: int, use_cache: bool = True):
+    def __init__(self, model, batch: dict, max_new_tokens: int, use_cache: bool = True, **forward_kwargs):
         device = model.device
         ids = batch['input_ids'].to(device)
         mask = batch.get('attention_mask')
@@ -142,7 +142,7 @@ class _Side:
         if ids.ndim != 2 or mask.shape != ids.shape: raise ValueError(f'input_ids and attention_mask must be (B, T), got {tuple(ids.shape)} and {tuple(mask.shape)}')
         if not mask[:, -1].all(): raise ValueError('prompts must be left-padded: a row has padding in its last column')
         B, self.length = ids.shape
-        self.model, self.use_cache = model, use_cache
+        self.model, self.use_cache, self.forward_kwargs = model, use_cache, forward_kwargs
         self.ids = torch.cat([ids, ids.new_zeros(B, max_new_tokens)], 1)
         self.mask = torch.cat([mask, mask.new_ones(B, max_new_tokens)], 1)
         self.positions = (self.mask.cumsum(-1) - 1).clamp_min_(0)
@@ -154,7 +154,7 @@ class _Side:
         end = self.length
         out = self.model(input_ids=self.ids[:, start:end], attention_mask=self.mask[:, :end] if self.padded else None,
                          position_ids=self.positions[:, start:end], past_key_values=self.cache, use_cache=self.use_cache,
-                         logits_to_keep=1)
+                         logits_to_keep=1, **self.forward_kwargs)
         return out.logits[:, -1]
 
     def prefill(self) -> torch.Tensor: return self._logits(0)
@@ -178,6 +178,19 @@ class MixtureOutput:
     @property
     def tokens_per_second(self) -> float: return int(self.lengths.sum()) / self.seconds if self.seconds > 0 else float('inf')
 
+# %% ../nbs/11_decode.ipynb #0192f60b
+class _TwoModels:
+    "π_θ and π_t as two models, each with its own `_Side` (ids, mask, positions, KV cache)."
+    def __init__(self, theta, target, theta_batch: dict, target_batch: dict, max_new_tokens: int, use_cache: bool = True):
+        self.theta = _Side(theta, theta_batch, max_new_tokens, use_cache)
+        self.target = _Side(target, target_batch, max_new_tokens, use_cache)
+        self.batch_size, self.device = self.theta.ids.shape[0], self.theta.ids.device
+        if self.target.ids.shape[0] != self.batch_size:
+            raise ValueError(f'theta has {self.batch_size} prompts and target {self.target.ids.shape[0]}')
+
+    def prefill(self): return self.theta.prefill(), self.target.prefill().to(self.device)
+    def step(self, token): return self.theta.step(token), self.target.step(token).to(self.device)
+
 # %% ../nbs/11_decode.ipynb #16161761
 def _model_ids(model, name: str) -> list[int]:
     "The token ids of `name` ('eos_token_id', 'pad_token_id') in the model's generation config, else its config."
@@ -199,15 +212,21 @@ def generate_mixture(theta, target, theta_batch: dict, target_batch: dict, alpha
     if alpha_method not in ALPHA_METHODS:
         raise ValueError(f"unknown alpha method '{alpha_method}': use one of " + ', '.join(f"'{m}'" for m in ALPHA_METHODS))
     if max_new_tokens < 1: raise ValueError(f'max_new_tokens must be at least 1, got {max_new_tokens}')
-    theta_side = _Side(theta, theta_batch, max_new_tokens, use_cache)
-    target_side = _Side(target, target_batch, max_new_tokens, use_cache)
-    B, device = theta_side.ids.shape[0], theta_side.ids.device
-    if target_side.ids.shape[0] != B: raise ValueError(f'theta has {B} prompts and target {target_side.ids.shape[0]}')
+    sides = _TwoModels(theta, target, theta_batch, target_batch, max_new_tokens, use_cache)
+    return _mixture_loop(sides, theta, target, t0, alpha_method=alpha_method, fixed_alpha=fixed_alpha, clamp=clamp,
+                         max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                         eos_token_ids=eos_token_ids, pad_token_id=pad_token_id, vocab_size=vocab_size, generator=generator,
+                         return_token_logprobs=return_token_logprobs, tol=tol, max_iter=max_iter)
+
+def _mixture_loop(sides, theta, target, t0: float, alpha_method, fixed_alpha, clamp, max_new_tokens, temperature, top_k,
+                  top_p, eos_token_ids, pad_token_id, vocab_size, generator, return_token_logprobs, tol, max_iter) -> MixtureOutput:
+    "The decode loop of `generate_mixture` over `sides`, which turns a token per row into both models' next-token logits."
+    B, device = sides.batch_size, sides.device
     if eos_token_ids is None: eos_token_ids = set(_model_ids(theta, 'eos_token_id') + _model_ids(target, 'eos_token_id'))
     eos = torch.tensor(sorted(eos_token_ids), dtype=torch.long, device=device)
     if pad_token_id is None: pad_token_id = (_model_ids(theta, 'pad_token_id') + eos.tolist() + [0])[0]
 
-    theta_logits, target_logits = theta_side.prefill(), target_side.prefill().to(device)
+    theta_logits, target_logits = sides.prefill()
     V = min(theta_logits.shape[-1], target_logits.shape[-1])
     if vocab_size is not None:
         if vocab_size > V: raise ValueError(f'vocab_size={vocab_size} but the models have only {V} logits')
@@ -234,7 +253,7 @@ def generate_mixture(theta, target, theta_batch: dict, target_batch: dict, alpha
         tokens.append(token)
         finished |= torch.isin(token, eos)
         if step == max_new_tokens - 1 or bool(finished.all()): break
-        theta_logits, target_logits = theta_side.step(token), target_side.step(token).to(device)
+        theta_logits, target_logits = sides.step(token)
 
     mask = torch.stack(running, 1)
     lengths = mask.sum(1)
@@ -271,6 +290,56 @@ def _chi2_p(counts: torch.Tensor, probs: torch.Tensor, min_expected: float = 5.0
     except ImportError:  # Wilson-Hilferty: chi2/df is about normal with mean 1 - 2/(9 df), variance 2/(9 df)
         z = ((stat / df) ** (1 / 3) - (1 - 2 / (9 * df))) / math.sqrt(2 / (9 * df))
         return 0.5 * math.erfc(z / math.sqrt(2)), df
+
+# %% ../nbs/11_decode.ipynb #8aecf19e
+def _pad_left(batch: dict, width: int) -> dict:
+    "Left-pad `input_ids` (with 0) and `attention_mask` (with 0) to `width` columns."
+    ids = batch['input_ids']
+    mask = batch.get('attention_mask')
+    mask = torch.ones_like(ids) if mask is None else mask
+    extra = width - ids.shape[1]
+    if extra <= 0: return dict(input_ids=ids, attention_mask=mask)
+    return dict(input_ids=torch.cat([ids.new_zeros(ids.shape[0], extra), ids], 1),
+                attention_mask=torch.cat([mask.new_zeros(mask.shape[0], extra), mask], 1))
+
+class _OneModelTwoAdapters:
+    "π_θ and π_t as two adapters of one peft model: π_θ's rows then π_t's rows in one batch, one forward, one KV cache."
+    def __init__(self, model, theta_batch: dict, target_batch: dict, theta_adapter: str, target_adapter: str,
+                 max_new_tokens: int, use_cache: bool = True):
+        B = theta_batch['input_ids'].shape[0]
+        if target_batch['input_ids'].shape[0] != B: raise ValueError(f"theta has {B} prompts and target {target_batch['input_ids'].shape[0]}")
+        width = max(theta_batch['input_ids'].shape[1], target_batch['input_ids'].shape[1])
+        theta_batch, target_batch = _pad_left(theta_batch, width), _pad_left(target_batch, width)
+        joint = {k: torch.cat([theta_batch[k], target_batch[k]]) for k in ('input_ids', 'attention_mask')}
+        self.side = _Side(model, joint, max_new_tokens, use_cache, adapter_names=[theta_adapter] * B + [target_adapter] * B)
+        self.batch_size, self.device = B, self.side.ids.device
+
+    def _split(self, logits): return logits[:self.batch_size], logits[self.batch_size:]
+    def prefill(self): return self._split(self.side.prefill())
+    def step(self, token): return self._split(self.side.step(torch.cat([token, token])))
+
+@torch.no_grad()
+def generate_mixture_adapters(model, theta_batch: dict, target_batch: dict, target_adapter: str = 'default',
+                              theta_adapter: str = '__base__', use_cache: bool = True, **kwargs) -> MixtureOutput:
+    "`generate_mixture` where π_θ and π_t are adapters of one peft `model` (`'__base__'`: no adapter), run in one batched forward."
+    t0 = time.perf_counter()
+    names = set(getattr(model, 'peft_config', {}) or {})
+    if not names: raise ValueError('generate_mixture_adapters needs a peft model (peft.PeftModel) with LoRA adapters')
+    for adapter in (theta_adapter, target_adapter):
+        if adapter != '__base__' and adapter not in names:
+            raise ValueError(f"unknown adapter '{adapter}': the model has " + ', '.join(sorted(names)) + " (and '__base__')")
+    if model.training: raise ValueError('call model.eval() first: peft runs mixed-adapter batches only in eval mode')
+    defaults = dict(alpha_method='kl_symmetry', fixed_alpha=0.5, clamp=None, max_new_tokens=128, temperature=1.0, top_k=0,
+                    top_p=1.0, eos_token_ids=None, pad_token_id=None, vocab_size=None, generator=None,
+                    return_token_logprobs=False, tol=1e-4, max_iter=30)
+    unknown = set(kwargs) - set(defaults)
+    if unknown: raise TypeError(f'unexpected arguments: {sorted(unknown)}')
+    args = {**defaults, **kwargs}
+    if args['alpha_method'] not in ALPHA_METHODS:
+        raise ValueError(f"unknown alpha method '{args['alpha_method']}': use one of " + ', '.join(f"'{m}'" for m in ALPHA_METHODS))
+    if args['max_new_tokens'] < 1: raise ValueError(f"max_new_tokens must be at least 1, got {args['max_new_tokens']}")
+    sides = _OneModelTwoAdapters(model, theta_batch, target_batch, theta_adapter, target_adapter, args['max_new_tokens'], use_cache)
+    return _mixture_loop(sides, model, model, t0, **args)
 
 # %% ../nbs/11_decode.ipynb #aa69a41d
 def decode_completions(tokenizer, output: MixtureOutput, skip_special_tokens: bool = True) -> list[str]:

@@ -141,4 +141,5 @@ def test_benchmark_script_runs():
     assert r.returncode == 0, r.stderr[-2000:]
     last = r.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r'ratio_vs_single=[\d.]+ ratio_nocache=[\d.]+ overhead_vs_bare=[\d.]+', last), last
-    assert sum(line[:1].isdigit() for line in r.stdout.splitlines()) == 7  # one row per method (2 and 2b), TRL skipped
+    assert sum(line[:1].isdigit() for line in r.stdout.splitlines()) == 9  # one row per method (2, 2b, 8, 8b), TRL skipped
+    assert "# LoRA target: one batched forward" in r.stdout

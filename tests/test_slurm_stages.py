@@ -24,7 +24,7 @@ def job_id(stdout):
 def test_dry_run_prints_the_script(tmp_path):
     out = mlprep('slurm', 'data', '-p', 'num_samples', '10,20', '--nodes', '1', '--cpus_per_task', '1', '--mem', '2G',
                  '--time', '00:10:00', '--partition', 'debug', '--output_dir', tmp_path / 'dry', '--dry_run')
-    assert '#SBATCH --array=0-1' in out and '#SBATCH --mem=2G' in out and 'nothing submitted' in out
+    assert '#SBATCH --array=0-1' in out and '#SBATCH --mem=2G' in out and 'nothing written or submitted' in out
     assert not (tmp_path / 'dry').exists(), 'a dry run only prints'
 
 
