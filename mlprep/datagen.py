@@ -5,6 +5,7 @@
 # %% ../nbs/14_datagen.ipynb #1baae468
 from __future__ import annotations
 import json, os, time
+from functools import partial
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -16,18 +17,18 @@ from .config import Config, ConfigError, param
 from .adapters import ADAPTERS, load_records
 from .models import load_model, load_tokenizer
 from .mixture import ALPHA_METHODS
-from .decode import check_tokenizers, encode_prompt_pair, generate_mixture
+from .decode import check_tokenizers, encode_prompt_pair, generate_mixture, generate_mixture_adapters
 
 # %% auto #0
-__all__ = ['DatagenConfig', 'diagnostics_path', 'shard_path', 'open_writers', 'resolve_model', 'load_pair', 'generate_dataset',
-           'merge_shards']
+__all__ = ['TARGET_ADAPTER', 'DatagenConfig', 'diagnostics_path', 'shard_path', 'open_writers', 'resolve_model', 'load_pair',
+           'generate_dataset', 'merge_shards']
 
 # %% ../nbs/14_datagen.ipynb #412d5b09
 @dataclass
 class DatagenConfig(Config):
     "Sample responses from q* ∝ π_θ^α · π_t^(1−α) for a dataset's prompts; write chat JSONL and diagnostics."
     model_theta: str = param('tiny:theta', 'current policy π_θ: hub name, local path, or tiny:theta')
-    model_t: str | None = param('tiny:target', 'target policy π_t (default: model_theta)')
+    model_t: str | None = param('tiny:target', 'target policy π_t: hub name, local path, tiny:target, or a LoRA adapter folder of model_theta (default: model_theta)')
     dataset: str = param('demo:deepscaler', 'hub name, local json/jsonl/parquet, or demo:NAME')
     dataset_adapter: str = param('deepscaler', 'adapter: deepscaler, openmathreasoning, finetome, hh_rlhf, pairs, generic')
     field_map: dict = param({}, 'generic adapter: canonical name -> your field')
@@ -117,14 +118,37 @@ def resolve_model(name: str) -> str:
         return theta if name == 'tiny:theta' else target
     return name
 
+TARGET_ADAPTER = 'target'  # the adapter name π_t gets when `model_t` is a LoRA adapter of `model_theta`
+
+def _adapter_base(path: str) -> str | None:
+    "The base model of a local peft adapter folder, or None if `path` is not one."
+    config = Path(path)/'adapter_config.json'
+    if not config.is_file(): return None
+    try: return json.loads(config.read_text())['base_model_name_or_path']
+    except (json.JSONDecodeError, KeyError) as e: raise ValueError(f'{config}: not a readable peft adapter config ({e})') from None
+
+def _same_model(a: str, b: str) -> bool:
+    return a == b or (Path(a).exists() and Path(b).exists() and Path(a).resolve() == Path(b).resolve())
+
 def load_pair(cfg: DatagenConfig):
-    "Load π_θ, π_t and their tokenizers (π_t is π_θ itself when `model_t` is unset or the same path)."
+    "Load π_θ, π_t and their tokenizers (π_t is π_θ itself when `model_t` is unset or the same path; a peft model when it is a LoRA adapter of π_θ)."
     device = get_device(cfg.device); dtype = get_dtype(cfg.dtype, device)
     theta_name = resolve_model(cfg.model_theta)
     target_name = resolve_model(cfg.model_t or cfg.model_theta)
     theta = load_model(theta_name, dtype=dtype, device=device, trust_remote_code=cfg.trust_remote_code)
     tok_theta = load_tokenizer(theta_name, trust_remote_code=cfg.trust_remote_code)
+    base = _adapter_base(target_name)
     if target_name == theta_name: target, tok_target = theta, tok_theta
+    elif base is not None:
+        from peft import PeftModel
+        tok_target = load_tokenizer(target_name if (Path(target_name)/'tokenizer_config.json').exists() else base,
+                                    trust_remote_code=cfg.trust_remote_code)
+        if _same_model(base, theta_name):  # one model, two adapters: '__base__' for π_θ, TARGET_ADAPTER for π_t
+            theta = target = PeftModel.from_pretrained(theta, target_name, adapter_name=TARGET_ADAPTER).eval()
+            get_logger('datagen').info(f'π_t = π_θ + the LoRA adapter {target_name}: one batched forward per step')
+        else:
+            base_model = load_model(base, dtype=dtype, device=device, trust_remote_code=cfg.trust_remote_code)
+            target = PeftModel.from_pretrained(base_model, target_name).eval()
     else:
         target = load_model(target_name, dtype=dtype, device=device, trust_remote_code=cfg.trust_remote_code)
         tok_target = load_tokenizer(target_name, trust_remote_code=cfg.trust_remote_code)
@@ -149,6 +173,9 @@ def generate_dataset(cfg: DatagenConfig) -> dict:
     vocab = check_tokenizers(tok_theta, tok_target)
     eos = sorted({t for tok in (tok_theta, tok_target) for t in _eos_ids(tok)})
     gen = torch.Generator(device=theta.device).manual_seed(cfg.seed + 1000 * shard)
+    if theta is target and TARGET_ADAPTER in (getattr(theta, 'peft_config', None) or {}):
+        generate = partial(generate_mixture_adapters, theta, target_adapter=TARGET_ADAPTER)
+    else: generate = partial(generate_mixture, theta, target)
     counts = dict(long_prompts=0, generated=0, tokens=0)
     t0, bar = time.time(), progress(total=len(todo), desc=f'datagen ({cfg.alpha_method})', unit='sample')
     try:
@@ -160,8 +187,7 @@ def generate_dataset(cfg: DatagenConfig) -> dict:
             bar.update(len(batch) - len(kept))
             batch = [batch[i] for i in kept]
             if not batch: continue
-            res = generate_mixture(theta, target, _model_inputs(tb, theta.device), _model_inputs(pb, target.device),
-                                   alpha_method=cfg.alpha_method, fixed_alpha=cfg.fixed_alpha,
+            res = generate(_model_inputs(tb, theta.device), _model_inputs(pb, target.device), alpha_method=cfg.alpha_method, fixed_alpha=cfg.fixed_alpha,
                                    clamp=(cfg.alpha_min, cfg.alpha_max) if (cfg.alpha_min, cfg.alpha_max) != (0.0, 1.0) else None,
                                    max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
                                    eos_token_ids=eos, pad_token_id=tok_theta.pad_token_id, vocab_size=vocab, generator=gen,
