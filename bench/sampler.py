@@ -46,6 +46,7 @@ from transformers import DynamicCache, GenerationConfig
 
 from mlprep.core import get_device, get_dtype
 from mlprep.decode import _growing_cache, generate_mixture, generate_mixture_adapters, generate_mixture_nocache
+from mlprep.mixture import sample_next
 from mlprep.tiny import demo_tokenizer, tiny_model
 
 TRL_VERSION = '1.13.0'  # the last TRL release with GeometricMixtureWrapper (trl/experimental/nash_md); 1.14.0 removed it
@@ -83,9 +84,7 @@ def bare_loop(theta, target, ids, new_tokens, alpha=0.5, generator=None, growing
     tokens = []
     for step in range(new_tokens):
         logq = alpha * theta_logits.float().log_softmax(-1) + (1 - alpha) * target_logits.float().log_softmax(-1)
-        cdf = logq.softmax(-1).double().cumsum_(-1)  # one uniform per row (the cheapest exact draw; see mlprep.mixture.sample_next)
-        u = torch.rand(cdf.shape[0], 1, generator=generator, dtype=cdf.dtype, device=cdf.device) * cdf[:, -1:]
-        token = torch.searchsorted(cdf, u, right=True).clamp_max_(cdf.shape[-1] - 1)
+        token = sample_next(logq, generator=generator)[:, None]  # one uniform per row, the cheapest exact draw
         tokens.append(token)
         if step == new_tokens - 1: break
         theta_logits = theta(input_ids=token, past_key_values=theta_cache, use_cache=True).logits[:, -1]

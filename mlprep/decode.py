@@ -209,17 +209,21 @@ def generate_mixture(theta, target, theta_batch: dict, target_batch: dict, alpha
                      tol: float = 1e-4, max_iter: int = 30, use_cache: bool = True) -> MixtureOutput:
     "Sample up to `max_new_tokens` tokens per row from the mixture q* of `theta` and `target`, given each model's own prompt batch."
     t0 = time.perf_counter()
-    if alpha_method not in ALPHA_METHODS:
-        raise ValueError(f"unknown alpha method '{alpha_method}': use one of " + ', '.join(f"'{m}'" for m in ALPHA_METHODS))
-    if max_new_tokens < 1: raise ValueError(f'max_new_tokens must be at least 1, got {max_new_tokens}')
+    _check_decode_args(alpha_method, max_new_tokens)
     sides = _TwoModels(theta, target, theta_batch, target_batch, max_new_tokens, use_cache)
     return _mixture_loop(sides, theta, target, t0, alpha_method=alpha_method, fixed_alpha=fixed_alpha, clamp=clamp,
                          max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                          eos_token_ids=eos_token_ids, pad_token_id=pad_token_id, vocab_size=vocab_size, generator=generator,
                          return_token_logprobs=return_token_logprobs, tol=tol, max_iter=max_iter)
 
-def _mixture_loop(sides, theta, target, t0: float, alpha_method, fixed_alpha, clamp, max_new_tokens, temperature, top_k,
-                  top_p, eos_token_ids, pad_token_id, vocab_size, generator, return_token_logprobs, tol, max_iter) -> MixtureOutput:
+def _check_decode_args(alpha_method: str, max_new_tokens: int):
+    if alpha_method not in ALPHA_METHODS:
+        raise ValueError(f"unknown alpha method '{alpha_method}': use one of " + ', '.join(f"'{m}'" for m in ALPHA_METHODS))
+    if max_new_tokens < 1: raise ValueError(f'max_new_tokens must be at least 1, got {max_new_tokens}')
+
+def _mixture_loop(sides, theta, target, t0: float, alpha_method='kl_symmetry', fixed_alpha=0.5, clamp=None,
+                  max_new_tokens=128, temperature=1.0, top_k=0, top_p=1.0, eos_token_ids=None, pad_token_id=None,
+                  vocab_size=None, generator=None, return_token_logprobs=False, tol=1e-4, max_iter=30) -> MixtureOutput:
     "The decode loop of `generate_mixture` over `sides`, which turns a token per row into both models' next-token logits."
     B, device = sides.batch_size, sides.device
     if eos_token_ids is None: eos_token_ids = set(_model_ids(theta, 'eos_token_id') + _model_ids(target, 'eos_token_id'))
@@ -320,7 +324,8 @@ class _OneModelTwoAdapters:
 
 @torch.no_grad()
 def generate_mixture_adapters(model, theta_batch: dict, target_batch: dict, target_adapter: str = 'default',
-                              theta_adapter: str = '__base__', use_cache: bool = True, **kwargs) -> MixtureOutput:
+                              theta_adapter: str = '__base__', alpha_method: str = 'kl_symmetry', max_new_tokens: int = 128,
+                              use_cache: bool = True, **kwargs) -> MixtureOutput:
     "`generate_mixture` where π_θ and π_t are adapters of one peft `model` (`'__base__'`: no adapter), run in one batched forward."
     t0 = time.perf_counter()
     names = set(getattr(model, 'peft_config', {}) or {})
@@ -329,17 +334,9 @@ def generate_mixture_adapters(model, theta_batch: dict, target_batch: dict, targ
         if adapter != '__base__' and adapter not in names:
             raise ValueError(f"unknown adapter '{adapter}': the model has " + ', '.join(sorted(names)) + " (and '__base__')")
     if model.training: raise ValueError('call model.eval() first: peft runs mixed-adapter batches only in eval mode')
-    defaults = dict(alpha_method='kl_symmetry', fixed_alpha=0.5, clamp=None, max_new_tokens=128, temperature=1.0, top_k=0,
-                    top_p=1.0, eos_token_ids=None, pad_token_id=None, vocab_size=None, generator=None,
-                    return_token_logprobs=False, tol=1e-4, max_iter=30)
-    unknown = set(kwargs) - set(defaults)
-    if unknown: raise TypeError(f'unexpected arguments: {sorted(unknown)}')
-    args = {**defaults, **kwargs}
-    if args['alpha_method'] not in ALPHA_METHODS:
-        raise ValueError(f"unknown alpha method '{args['alpha_method']}': use one of " + ', '.join(f"'{m}'" for m in ALPHA_METHODS))
-    if args['max_new_tokens'] < 1: raise ValueError(f"max_new_tokens must be at least 1, got {args['max_new_tokens']}")
-    sides = _OneModelTwoAdapters(model, theta_batch, target_batch, theta_adapter, target_adapter, args['max_new_tokens'], use_cache)
-    return _mixture_loop(sides, model, model, t0, **args)
+    _check_decode_args(alpha_method, max_new_tokens)
+    sides = _OneModelTwoAdapters(model, theta_batch, target_batch, theta_adapter, target_adapter, max_new_tokens, use_cache)
+    return _mixture_loop(sides, model, model, t0, alpha_method=alpha_method, max_new_tokens=max_new_tokens, **kwargs)
 
 # %% ../nbs/11_decode.ipynb #aa69a41d
 def decode_completions(tokenizer, output: MixtureOutput, skip_special_tokens: bool = True) -> list[str]:

@@ -74,9 +74,13 @@ def _alpha_vector(alpha, n, device) -> torch.Tensor:
 def mix_logprobs(logp_theta: torch.Tensor, logp_target: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
     "log q = log(π_θ^α π_t^(1-α) / Z(α)), (B, V) float32, normalised; `alpha` (weight on theta) is a float or (B,) tensor."
     pair = _condition(logp_theta, logp_target)
-    alpha = _alpha_vector(alpha, pair.d.shape[0], pair.d.device)
+    return _mix(pair, _alpha_vector(alpha, pair.d.shape[0], pair.d.device))[0]
+
+def _mix(pair: _Pair, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    "log q_α (B, V) on a conditioned pair, and its log-normaliser A(α) (B,)."
     z = torch.addcmul(pair.target, alpha[:, None], pair.d)
-    return z.sub_(_logsumexp(z)[:, None])
+    A = _logsumexp(z)
+    return z.sub_(A[:, None]), A
 
 # %% ../nbs/10_mixture.ipynb #0bd708c3
 def _tilt(pair: _Pair, s: torch.Tensor):
@@ -219,9 +223,7 @@ def mixture_step(logp_theta: torch.Tensor, logp_target: torch.Tensor, method: st
     pair = _condition(logp_theta, logp_target)
     fit = _alpha_from_pair(pair, method, fixed_alpha, clamp, tol, max_iter)
     alpha = fit.alpha
-    z = torch.addcmul(pair.target, alpha[:, None], pair.d)
-    A = _logsumexp(z)
-    logq = z.sub_(A[:, None])
+    logq, A = _mix(pair, alpha)
     if not diagnostics: return MixtureStep(fit, logq, None)
     q = _exp(logq)  # outside the joint support q is 1.6e-38 and d is 0
     mean = torch.linalg.vecdot(q, pair.d)
