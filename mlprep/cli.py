@@ -181,8 +181,13 @@ def demo(output_dir: str | Path = 'outputs/demo', methods: str = 'kl_symmetry', 
     w = max(len(k) for k in made)
     print(f'\nmlprep demo: done in {time.time() - t0:.0f} s. What was made, and where:')
     for k, p in made.items(): print(f'  {k:<{w}}  {_size(p):>8}  {p}')
-    summary = (rd/'summary.md').read_text().split('## Expected ranges')[-1].split('## Metrics')[0].strip()
-    print('\nShare of samples inside the expected ranges:\n' + summary)
+    # one file: summary.json; several (a comparison): summaries.json, one summary per label
+    several = (rd/'summaries.json').exists()
+    summaries = json.loads((rd/'summaries.json').read_text()) if several else {methods: json.loads((rd/'summary.json').read_text())}
+    print('\nShare of samples inside the expected ranges:')
+    for label, summary in summaries.items():
+        print(f'  {label}: ' + ', '.join(f"{check} in [{r['range'][0]}, {r['range'][1]}] {r['inside']}/{r['n']}"
+                                         for check, r in summary['in_range'].items()))
     print(f'\nOpen the report: {made["diagnostics: report"]}')
     return made
 
