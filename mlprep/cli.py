@@ -112,7 +112,7 @@ def cmd_slurm(a) -> int:
 
 def cmd_datagen(a) -> int:
     "`mlprep datagen`: the original generate_data.py's flags, checked by `DatagenConfig`."
-    from mlprep.datagen import DatagenConfig, generate_dataset
+    from mlprep.sampling.datagen import DatagenConfig, generate_dataset
     args = [x for x in a.args if x != '--']
     if '-h' in args or '--help' in args:
         from mlprep.config import _parser
@@ -123,12 +123,12 @@ def cmd_datagen(a) -> int:
 
 def cmd_merge(a) -> int:
     "`mlprep merge`: put the shards of a datagen run together."
-    from mlprep.datagen import merge_shards
+    from mlprep.sampling.datagen import merge_shards
     print(json.dumps(merge_shards(a.output, a.num_shards, a.expected), indent=1)); return 0
 
 def cmd_analyze(a) -> int:
     "`mlprep analyze DIAGNOSTICS.jsonl [MORE ...] --output_dir DIR`: the report of one file, or a comparison of several."
-    from mlprep.analysis import analyze_main
+    from mlprep.sampling.analysis import analyze_main
     return analyze_main([x for x in a.args if x != '--'])
 
 def cmd_launch(a) -> int:
@@ -153,8 +153,8 @@ def _size(p: Path) -> str:
 def demo(output_dir: str | Path = 'outputs/demo', methods: str = 'kl_symmetry', num_samples: int = 32,
          max_new_tokens: int = 64, progress: bool = True) -> dict:
     "Build the demo assets, generate data with each α method in `methods`, analyse it; print what was made and where."
-    from mlprep.synth import write_demo_data
-    from mlprep.tiny import demo_tokenizer, tiny_model, tiny_pair
+    from mlprep.data.demo import write_demo_data
+    from mlprep.data.tiny import demo_tokenizer, tiny_model, tiny_pair
     out, t0, made = Path(output_dir).resolve(), time.time(), {}
     log = get_logger('demo', log_file=out/'log.txt')
     log.info('1/4 demo data in every seed format, the demo tokenizer, tiny models')

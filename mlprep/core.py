@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #ad816121
 from __future__ import annotations
-import json, logging, os, random, tempfile, time
+import contextlib, json, logging, os, random, shutil, tempfile, time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 # %% auto #0
 __all__ = ['DTYPES', 'get_device', 'get_dtype', 'set_seed', 'get_logger', 'progress', 'BadRows', 'read_jsonl', 'JsonlWriter',
-           'atomic_write_text', 'atomic_write_json']
+           'atomic_write_text', 'atomic_write_json', 'atomic_dir', 'project_root', 'data_dir', 'cache_dir']
 
 # %% ../nbs/00_core.ipynb #38bc5365
 def get_device(device: str | torch.device = 'auto') -> torch.device:
@@ -208,11 +208,16 @@ def _hashable(v):
     return json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v
 
 # %% ../nbs/00_core.ipynb #c344808f
+def _umask() -> int:
+    "The process's umask (read by setting and restoring it)."
+    m = os.umask(0o022); os.umask(m); return m
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     "Write `text` to `path` atomically (temp file in the same folder, fsync, rename)."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
+        os.fchmod(fd, 0o666 & ~_umask())                 # mkstemp makes 0600; the file gets the user's normal mode
         with os.fdopen(fd, 'w', encoding='utf-8') as f:
             f.write(text); f.flush(); os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -224,3 +229,38 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 def atomic_write_json(path: str | Path, obj: Any, indent: int = 2) -> Path:
     "Write `obj` as JSON to `path` atomically."
     return atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False, default=str) + '\n')
+
+# %% ../nbs/00_core.ipynb #dd28d1d0
+@contextlib.contextmanager
+def atomic_dir(path: str | Path, overwrite: bool = True):
+    "Yield a temporary folder beside `path`; on success it replaces `path` (which is never seen half-written)."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f'.{path.name}.tmp-'))
+    os.chmod(tmp, 0o777 & ~_umask())
+    try:
+        yield tmp
+        if path.exists():
+            if not overwrite: raise FileExistsError(f'{path} exists')
+            old = path.with_name(f'.{path.name}.old-{os.getpid()}')
+            os.replace(path, old); os.replace(tmp, path); shutil.rmtree(old, ignore_errors=True)
+        else: os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+# %% ../nbs/00_core.ipynb #49949f8c
+def project_root() -> Path:
+    "`$MLPREP_HOME`; else the source checkout this package was imported from; else `~/.cache/mlprep`."
+    if os.environ.get('MLPREP_HOME'): return Path(os.environ['MLPREP_HOME']).expanduser().resolve()
+    import mlprep
+    here = Path(mlprep.__file__).resolve().parent.parent
+    if (here/'settings.ini').exists() and (here/'nbs').is_dir(): return here
+    return Path(os.environ.get('XDG_CACHE_HOME') or Path.home()/'.cache')/'mlprep'
+
+def data_dir() -> Path:
+    "The `data/` folder of `project_root()`: demo datasets (`demo/`) and the demo tokenizer (`tokenizer/`)."
+    return project_root()/'data'
+
+def cache_dir() -> Path:
+    "The `outputs/` folder of `project_root()`: caches such as the tiny trained pair."
+    return project_root()/'outputs'

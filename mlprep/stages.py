@@ -86,11 +86,11 @@ def get_stage(name: str) -> Stage:
 
 # mlprep's own stages: name, config class ('module:Class'), notebook in stages_dir(), description, options
 BUILTIN_STAGES = [
-    ('data', 'mlprep.prepare:DataConfig', 'data.ipynb',
+    ('data', 'mlprep.data.prepare:DataConfig', 'data.ipynb',
      'load a dataset through an adapter: counts, bad rows by reason, length plots, examples', {}),
-    ('datagen', 'mlprep.datagen:DatagenConfig', 'datagen.ipynb',
+    ('datagen', 'mlprep.sampling.datagen:DatagenConfig', 'datagen.ipynb',
      'sample responses from q* ∝ π_θ^α · π_t^(1−α): chat JSONL plus per-sample α / ESS / KL diagnostics', {}),
-    ('diagnostics', 'mlprep.analysis:AnalyzeConfig', 'diagnostics.ipynb',
+    ('diagnostics', 'mlprep.sampling.analysis:AnalyzeConfig', 'diagnostics.ipynb',
      'report on datagen diagnostics: summary, expected-range shares, plots; several files side by side', {}),
 ]
 

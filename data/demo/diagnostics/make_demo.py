@@ -8,8 +8,8 @@ Existing files of a method are replaced (datagen would otherwise resume them).
 import sys
 from pathlib import Path
 
-from mlprep.datagen import DatagenConfig, generate_dataset
-from mlprep.mixture import ALPHA_METHODS
+from mlprep.sampling.datagen import DatagenConfig, generate_dataset
+from mlprep.sampling.mixture import ALPHA_METHODS
 
 OUT = Path(__file__).resolve().parent
 
