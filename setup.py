@@ -1,6 +1,16 @@
 """Packaging from settings.ini, as nbdev 2.4's template does it."""
 from configparser import ConfigParser
-import setuptools, shlex
+from pathlib import Path
+import shutil, setuptools, shlex
+from setuptools.command.build_py import build_py
+
+class BuildWithStageNotebooks(build_py):
+    "Package the stage notebooks (nbs/stages/*.ipynb) as mlprep/stage_notebooks, so an installed mlprep can run its stages."
+    def run(self):
+        super().run()
+        dest = Path(self.build_lib)/'mlprep'/'stage_notebooks'
+        dest.mkdir(parents=True, exist_ok=True)
+        for nb in sorted(Path('nbs/stages').glob('*.ipynb')): shutil.copy2(nb, dest/nb.name)
 
 cfg = ConfigParser(delimiters=['='])
 cfg.read('settings.ini', encoding='utf-8')
@@ -16,7 +26,7 @@ setuptools.setup(
     extras_require={'dev': reqs('dev_requirements'), 'gpu': reqs('gpu_requirements'), 'docs': reqs('docs_requirements')},
     dependency_links=cfg.get('dep_links', '').split(), python_requires='>=' + cfg['min_python'],
     long_description=open('README.md', encoding='utf-8').read(), long_description_content_type='text/markdown',
-    zip_safe=False, entry_points={'console_scripts': cfg.get('console_scripts', '').split(),
+    zip_safe=False, cmdclass={'build_py': BuildWithStageNotebooks}, entry_points={'console_scripts': cfg.get('console_scripts', '').split(),
                                   'nbdev': [f"{cfg.get('lib_path')}={cfg.get('lib_path')}._modidx:d"]},
     version=cfg['version'], description=cfg['description'], keywords=cfg['keywords'],
     author=cfg['author'], author_email=cfg['author_email'])

@@ -4,44 +4,58 @@
 
 # %% ../nbs/90_stages.ipynb #cc81b5f1
 from __future__ import annotations
-import contextlib, datetime as _dt, itertools, json, os, secrets, shutil, socket, sys, time
+import contextlib, datetime as _dt, importlib, itertools, json, os, secrets, shutil, socket, sys, time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable, get_args, get_origin
 
-from .core import atomic_write_json, get_logger
+from .core import atomic_write_json, get_logger, project_root
 from .config import Config, ConfigError, _hints
 
 # %% auto #0
-__all__ = ['REPO_ROOT', 'STAGES', 'BUILTIN_STAGES', 'stages_dir', 'Stage', 'notebook_defaults', 'register_stage', 'get_stage',
-           'new_run_id', 'run_dir_for', 'expand_sweep', 'StageError', 'run_stage']
+__all__ = ['STAGES', 'DEMO_STEPS', 'JOB_GROUPS', 'stages_dir', 'import_target', 'Stage', 'notebook_defaults',
+           'check_parameters_cell', 'register_stage', 'load_jobs', 'get_stage', 'new_run_id', 'run_dir_for',
+           'expand_sweep', 'StageError', 'run_stage']
 
-# %% ../nbs/90_stages.ipynb #1d0d7709
-import mlprep as _mlprep
-REPO_ROOT = Path(_mlprep.__file__).resolve().parents[1]
-
+# %% ../nbs/90_stages.ipynb #cbadb882
 def stages_dir() -> Path:
-    "Where stage notebooks live: `$MLPREP_STAGES_DIR`, else `nbs/stages` in the repository."
-    return Path(os.environ.get('MLPREP_STAGES_DIR', REPO_ROOT/'nbs'/'stages'))
+    "Where stage notebooks live: `nbs/stages` of the project root, else the copies packaged with an installed mlprep."
+    here = project_root()/'nbs'/'stages'
+    return here if here.is_dir() else Path(__file__).resolve().parent/'stage_notebooks'
 
+def import_target(target: str | Callable):
+    "The object a `'module:name'` string names (a callable is returned as it is)."
+    if callable(target): return target
+    mod, _, attr = str(target).partition(':')
+    return getattr(importlib.import_module(mod), attr)
+
+# %% ../nbs/90_stages.ipynb #bacc9895
 @dataclass
 class Stage:
-    "A stage: its name, config class, notebook, a one-line description, and how it is launched."
+    "A job: its name, config class, stage notebook, description, and how it runs."
     name: str
-    config: type[Config]
-    notebook: str | Path
+    config: type[Config] | str       # the class, or 'module:Class' (imported when the job is first asked for)
+    notebook: str | Path | None      # in stages_dir(); None for a command without a report notebook
     description: str
+    run: str | Callable | None = None  # 'module:function(config) -> summary': `mlprep COMMAND --flags`
+    command: str | None = None       # the CLI verb: 'dpo', or 'qgen sft' under a capability's verb; default: name with '-'
+    group: str = ''                  # the capability, for `mlprep --help`
+    cli: str | Callable | None = None  # 'module:function(argv) -> exit code' for a command that parses its own argv
     distributed: bool = False        # launched with torchrun from the job script (multi-GPU / multi-node)
     entry: str | None = None         # 'module:function(config)' that torchrun runs for a distributed stage
 
+    def __post_init__(self):
+        if self.command is None: self.command = self.name.replace('_', '-')
+
     @property
-    def notebook_path(self) -> Path:
+    def notebook_path(self) -> Path | None:
+        if self.notebook is None: return None
         p = Path(self.notebook)
         return p if p.is_absolute() else stages_dir()/p
 
     def defaults(self) -> dict:
         "The defaults of the notebook's `parameters` cell (the stage's tiny configuration), for the config's keys."
-        return notebook_defaults(self.notebook_path, self.config.keys())
+        return notebook_defaults(self.notebook_path, self.config.keys()) if self.notebook else {}
 
     def config_for(self, params: dict | None = None, config_file: str | Path | None = None) -> Config:
         "The checked config of a run: the notebook's defaults, then `config_file`, then `params`."
@@ -54,6 +68,7 @@ class Stage:
             self.config.from_dict(base, source=str(p))
         return self.config.from_dict({**base, **(params or {})}, source='parameters')
 
+# %% ../nbs/90_stages.ipynb #c9e1da02
 def notebook_defaults(path: str | Path, keys: list[str] | None = None) -> dict:
     "Parse the `parameters` cell of a notebook into a dict of Python values (only `keys`, when given)."
     import ast
@@ -67,44 +82,49 @@ def notebook_defaults(path: str | Path, keys: list[str] | None = None) -> dict:
             if keys is None or name in keys: out[name] = ast.literal_eval(node.value)
     return out
 
-STAGES: dict[str, Stage] = {}
+def check_parameters_cell(stage: Stage) -> None:
+    "Fail if the stage notebook's `parameters` cell names a key its config does not have (besides `output_dir`)."
+    extra = sorted(set(notebook_defaults(stage.notebook_path)) - set(stage.config.keys()) - {'output_dir'})
+    if extra: raise ConfigError(f"{stage.notebook_path}: the parameters cell names {', '.join(extra)}, "
+                                f"which {stage.config.__name__} does not have")
 
-def register_stage(name: str, config: type[Config], notebook: str | Path, description: str, **kw) -> Stage:
-    "Add a stage to the registry (later registrations of the same name replace earlier ones)."
+# %% ../nbs/90_stages.ipynb #3e82970a
+STAGES: dict[str, Stage] = {}
+DEMO_STEPS: dict[str, list] = {}    # capability -> its steps of `mlprep demo` ('module:function' strings)
+JOB_GROUPS = ('data', 'sampling', 'pref', 'mateconv', 'qgen')   # where `mlprep.<group>.jobs` rows are looked for
+
+def register_stage(name: str, config: type[Config] | str, notebook: str | Path | None, description: str, **kw) -> Stage:
+    "Add a job to the registry (a later registration of the same name replaces the earlier one)."
     STAGES[name] = Stage(name, config, notebook, description, **kw)
     return STAGES[name]
 
+_JOBS_LOADED = False
+def load_jobs() -> dict[str, Stage]:
+    "Register the rows of every capability's `jobs` module (once; job modules are imported only when a job is used)."
+    global _JOBS_LOADED
+    if _JOBS_LOADED: return STAGES
+    _JOBS_LOADED = True
+    for group in JOB_GROUPS:
+        try: mod = importlib.import_module(f'mlprep.{group}.jobs')
+        except ModuleNotFoundError as e:
+            if e.name in (f'mlprep.{group}', f'mlprep.{group}.jobs'): continue       # a capability not built yet
+            raise
+        for row in getattr(mod, 'JOBS', []):
+            if row['name'] not in STAGES: register_stage(**{'group': group, **row})
+        DEMO_STEPS[group] = list(getattr(mod, 'DEMO_STEPS', []))
+    return STAGES
+
 def get_stage(name: str) -> Stage:
-    "The registered stage called `name`; an unknown name lists the stages there are."
-    _load_builtin_stages()
+    "The registered job called `name`, its config class imported; an unknown name lists the jobs there are."
+    load_jobs()
     if name not in STAGES:
         import difflib
         hint = difflib.get_close_matches(name, list(STAGES), n=1)
         raise ConfigError(f"unknown stage '{name}'" + (f"; did you mean '{hint[0]}'?" if hint else '') +
-                          f"\nstages: {', '.join(sorted(STAGES))}")
-    return STAGES[name]
-
-# mlprep's own stages: name, config class ('module:Class'), notebook in stages_dir(), description, options
-BUILTIN_STAGES = [
-    ('data', 'mlprep.data.prepare:DataConfig', 'data.ipynb',
-     'load a dataset through an adapter: counts, bad rows by reason, length plots, examples', {}),
-    ('datagen', 'mlprep.sampling.datagen:DatagenConfig', 'datagen.ipynb',
-     'sample responses from q* ∝ π_θ^α · π_t^(1−α): chat JSONL plus per-sample α / ESS / KL diagnostics', {}),
-    ('diagnostics', 'mlprep.sampling.analysis:AnalyzeConfig', 'diagnostics.ipynb',
-     'report on datagen diagnostics: summary, expected-range shares, plots; several files side by side', {}),
-]
-
-_BUILTIN_LOADED = False
-def _load_builtin_stages():
-    "Register mlprep's own stages (once; their modules are imported only when a stage is asked for)."
-    global _BUILTIN_LOADED
-    if _BUILTIN_LOADED: return
-    _BUILTIN_LOADED = True
-    import importlib
-    for name, target, notebook, description, kw in BUILTIN_STAGES:
-        if name in STAGES: continue
-        mod, cls = target.split(':')
-        register_stage(name, getattr(importlib.import_module(mod), cls), notebook, description, **kw)
+                          f"\nstages: {', '.join(sorted(n for n, s in STAGES.items() if s.notebook))}")
+    st = STAGES[name]
+    if isinstance(st.config, str): st.config = import_target(st.config)
+    return st
 
 # %% ../nbs/90_stages.ipynb #ae714671
 def new_run_id() -> str:
@@ -167,6 +187,7 @@ def run_stage(name: str, params: dict | None = None, config_file: str | Path | N
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
     stage = get_stage(name)
+    if stage.notebook is None: raise ConfigError(f"'{name}' has no stage notebook: run it as `mlprep {stage.command}`")
     cfg = stage.config_for(params, config_file)                          # fails here, before any kernel starts
     nb = stage.notebook_path
     if not nb.exists(): raise StageError(f"stage '{name}': notebook not found: {nb}")

@@ -8,7 +8,7 @@ What it does, in order:
    fresh process per notebook, then processed with nbdev's own docs processors (the ones `nbdev_docs` uses for
    Quarto: `#| hide` and `#| export` cells removed, `show_doc` added after exported code, names linked).
    Results are cached in `_docs/cache/` by a hash of the notebook and of `mlprep/`.
-2. Stage notebooks (`nbs/stages/*.ipynb`, or `$MLPREP_STAGES_DIR`): the page shows the newest completed run
+2. Stage notebooks (`nbs/stages/*.ipynb`): the page shows the newest completed run
    under `outputs/STAGE/*/STAGE.ipynb` (what `mlprep run` writes); without one, the stage notebook is executed
    with papermill with its default parameters into a temporary folder.
 3. Every notebook is converted to a Markdown page (images written next to it), the guides in `docs/guides/` are
@@ -44,13 +44,22 @@ class DocsError(Exception): "A notebook failed or a page could not be built; the
 # ---------------------------------------------------------------------------------------------------------------
 # Discovery
 
+CAPABILITY_TITLES = {'': 'Core', 'data': 'Data', 'sampling': 'Optimal sampling', 'pref': 'Preference optimization',
+                     'mateconv': 'MateConv', 'qgen': 'Questions-Gen'}
+
+def _group(nb: Path) -> str:
+    "The capability folder of a library notebook (`''` for the top level)."
+    return nb.parent.name if nb.parent.name in CAPABILITY_TITLES else ''
+
 def page_name(nb: Path) -> str:
-    "nbdev's page name for a notebook: `00_core.ipynb` -> `core` (as `nbdev_docs` names `core.html`)."
-    return re.sub(r'^\d+[a-zA-Z0-9]*_', '', nb.stem.lower())
+    "The page of a notebook: `00_core.ipynb` -> `core`, `sampling/10_mixture.ipynb` -> `sampling_mixture`."
+    name = re.sub(r'^\d+[a-zA-Z0-9]*_', '', nb.stem.lower())
+    return f'{_group(nb)}_{name}' if _group(nb) else name
 
 def library_notebooks(nbs: Path) -> list[Path]:
-    "`index.ipynb` first, then `NN_*.ipynb` in file-name order."
-    nbs_ = sorted(p for p in nbs.glob('*.ipynb') if re.match(r'^\d+[a-zA-Z0-9]*_', p.name))
+    "`index.ipynb` first, then `NN_*.ipynb` (top level and capability folders) in number order."
+    nbs_ = sorted((p for p in nbs.rglob('*.ipynb') if re.match(r'^\d+[a-zA-Z0-9]*_', p.name)
+                   and _group(p) == p.parent.relative_to(nbs).as_posix().replace('.', '')), key=lambda p: p.name)
     return ([nbs/'index.ipynb'] if (nbs/'index.ipynb').exists() else []) + nbs_
 
 def stage_notebooks(stages_dir: Path) -> list[Path]:
@@ -62,8 +71,8 @@ def _stage_names(nb: Path) -> list[str]:
     names = [nb.stem, page_name(nb)]
     try:                                           # the registry (mlprep.stages) knows which name runs which notebook
         import mlprep.stages as S
-        getattr(S, '_load_builtin_stages', lambda: None)()
-        names += [n for n, st in S.STAGES.items() if Path(st.notebook_path).resolve() == nb.resolve()]
+        S.load_jobs()
+        names += [n for n, st in S.STAGES.items() if st.notebook and Path(st.notebook_path).resolve() == nb.resolve()]
     except Exception: pass
     return list(dict.fromkeys(names))
 
@@ -388,11 +397,11 @@ def build(out: Path, stages_dir: Path, outputs_dir: Path, jobs: int = 2, timeout
     for nb in stage_nbs:
         page_of[f'stages/{nb.name}'] = page_of[f'stages/{page_name(nb)}.html'] = f'stages/{page_name(nb)}.md'
     pages = Pages(docs_dir, cfg, page_of)
-    api, stage_nav, stage_rows = [], [], []
+    api, stage_nav, stage_rows = {}, [], []
     for nb in lib_nbs:
         d = json.loads(sources[nb].read_text(encoding='utf-8'))
         pages.write(d, page_of[nb.name])
-        if nb.name != 'index.ipynb': api.append({nb_title(d, page_name(nb)): page_of[nb.name]})
+        if nb.name != 'index.ipynb': api.setdefault(CAPABILITY_TITLES[_group(nb)], []).append({nb_title(d, page_name(nb)): page_of[nb.name]})
     for nb in stage_nbs:
         src = sources[nb]
         d = _process_stage(src)
@@ -416,7 +425,7 @@ def build(out: Path, stages_dir: Path, outputs_dir: Path, jobs: int = 2, timeout
     conf = yaml.safe_load((TEMPLATES/'mkdocs.yml').read_text(encoding='utf-8'))
     conf.update(site_name=cfg.get('title', 'mlprep'), site_description=cfg.get('description', ''),
                 docs_dir=str(docs_dir), site_dir=str(site_dir),
-                nav=[{'Home': 'index.md'}, {'Guides': guides}, {'API': api},
+                nav=[{'Home': 'index.md'}, {'Guides': guides}, {'API': [{k: v} for k, v in api.items()]},
                      {'Stages': [{'Overview': 'stages/index.md'}] + stage_nav}])
     if not (docs_dir/'index.md').exists(): conf['nav'].pop(0)
     (out/'mkdocs.yml').write_text(yaml.safe_dump(conf, sort_keys=False), encoding='utf-8')
@@ -464,8 +473,8 @@ def main(argv=None):
         return
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--out', default=str(ROOT/'_docs'), help='build folder: pages/, mkdocs.yml and site/ (default _docs)')
-    ap.add_argument('--stages-dir', default=os.environ.get('MLPREP_STAGES_DIR', str(ROOT/'nbs'/'stages')),
-                    help='stage notebooks (default $MLPREP_STAGES_DIR or nbs/stages)')
+    ap.add_argument('--stages-dir', default=str(ROOT/'nbs'/'stages'),
+                    help='stage notebooks (default nbs/stages)')
     ap.add_argument('--outputs-dir', default=str(ROOT/'outputs'), help='where runs are (default outputs)')
     ap.add_argument('--jobs', type=int, default=min(2, os.cpu_count() or 1), help='notebooks executed at once')
     ap.add_argument('--timeout', type=int, default=600, help='seconds allowed per notebook')

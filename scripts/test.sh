@@ -14,7 +14,7 @@ if [ "$before" != "$after" ]; then
   exit 1
 fi
 echo "== warm-up: the tiny policy/target pair that several notebooks and tests use (trained once, cached in outputs/)"
-python -c "from mlprep.tiny import tiny_pair; print(tiny_pair())"
+python -c "from mlprep.data.tiny import tiny_pair; print(tiny_pair())"
 # Tests run two notebooks (or a test and its subprocesses) at once on small models: one thread each is much faster
 # than two threads each fighting for two cores.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MLPREP_PROGRESS=0

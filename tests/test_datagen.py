@@ -22,7 +22,7 @@ def ids(path):
 
 @pytest.fixture(scope='module', autouse=True)
 def tiny_pair_ready():
-    from mlprep.tiny import tiny_pair
+    from mlprep.data.tiny import tiny_pair
     tiny_pair()          # trained once and cached under outputs/, so the timed parts below are generation only
 
 

@@ -1,13 +1,13 @@
-"""mlprep.decode beyond the notebook's examples: more architectures, sampling, eos, log-probs, the trained pair, the benchmark script."""
+"""mlprep.sampling.decode beyond the notebook's examples: more architectures, sampling, eos, log-probs, the trained pair, the benchmark script."""
 import math, re, subprocess, sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from mlprep.decode import (check_tokenizers, decode_completions, encode_prompt_pair, encode_prompts, generate_mixture,
+from mlprep.sampling.decode import (check_tokenizers, decode_completions, encode_prompt_pair, encode_prompts, generate_mixture,
                            generate_mixture_nocache)
-from mlprep.tiny import IM_END, demo_tokenizer, tiny_model
+from mlprep.data.tiny import IM_END, demo_tokenizer, tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ['What is 2 + 3?', 'Hi', 'Write one sentence about the sea and the wind.', 'Name a colour.']
@@ -106,8 +106,8 @@ def test_check_tokenizers_logs_a_padded_extra_range(tok, caplog):
 @pytest.mark.slow
 def test_trained_pair():
     "The tiny trained pair (trained and cached under outputs/ on first use): endpoints, solver targets, real eos."
-    from mlprep.models import load_model, load_tokenizer
-    from mlprep.tiny import tiny_pair
+    from mlprep.data.models import load_model, load_tokenizer
+    from mlprep.data.tiny import tiny_pair
     theta_path, target_path = tiny_pair()
     tok_theta, tok_target = load_tokenizer(theta_path), load_tokenizer(target_path)
     V = check_tokenizers(tok_theta, tok_target)

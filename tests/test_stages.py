@@ -23,11 +23,26 @@ def test_stage_notebooks_keep_parameters_tag_and_never_export():
         assert not any(''.join(c['source']).lstrip().startswith('#| export') for c in cells), f'{nb}: defines library code'
 
 
-def test_every_registered_stage_has_a_notebook():
-    from mlprep.stages import STAGES, _load_builtin_stages
-    _load_builtin_stages()
-    for name, st in STAGES.items():
+def test_every_registered_stage_has_a_notebook_whose_parameters_its_config_knows():
+    from mlprep.stages import check_parameters_cell, get_stage, load_jobs
+    jobs = load_jobs()
+    assert {'data', 'datagen', 'diagnostics'} <= set(jobs)
+    for name, st in jobs.items():
+        if st.notebook is None: continue
         assert st.notebook_path.exists(), f'stage {name}: {st.notebook_path} missing'
+        check_parameters_cell(get_stage(name))            # raises on a parameters key the config does not have
+
+
+def test_parameters_cell_check_fails_on_an_unknown_key(tmp_path):
+    import nbformat
+    from mlprep.config import ConfigError
+    from mlprep.data.prepare import DataConfig
+    from mlprep.stages import Stage, check_parameters_cell
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("num_samples = 3\nnum_sampels = 4\noutput_dir = ''", metadata={'tags': ['parameters']})]
+    nbformat.write(nb, tmp_path / 'x.ipynb')
+    with pytest.raises(ConfigError, match='num_sampels'):
+        check_parameters_cell(Stage('x', DataConfig, tmp_path / 'x.ipynb', 'x'))
 
 
 def test_stages_and_help():

@@ -11,8 +11,8 @@ import json, os, random
 from pathlib import Path
 
 from ..core import data_dir
-from .synth import _ord
-from .problems import TOPICS, generate_problems, make_note, make_problem
+from .synth import LEVELS, _ord
+from .problems import TOPIC_NAMES, TOPICS, generate_problems, make_note, make_problem
 
 # %% ../../nbs/data/04e_demo.ipynb #8816aa33
 INSTRUCTIONS = ("{p}", "{p}", "{p}", "Solve the following problem. {p}", "Solve this step by step: {p}", "{p} Show your work.",

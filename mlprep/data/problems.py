@@ -8,8 +8,11 @@ __all__ = ['TOPICS', 'TOPIC_NAMES', 'make_problem', 'generate_problems', 'make_n
 # %% ../../nbs/data/04d_problems.ipynb #1ca066f3
 import hashlib, math, random, re
 from collections import Counter
+from fractions import Fraction
 
 from . import topics_algebra as _algebra, topics_discrete as _discrete
+from .topics_algebra import _move
+from .topics_discrete import _COMPOSITE_TRAPS, _TRIPLES
 from .synth import _fmt, _p, _dec, _lin, _factorize, _factor_text, _is_prime, ENDINGS, check_answer
 
 # %% ../../nbs/data/04d_problems.ipynb #ce55ec5b

@@ -14,13 +14,13 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, GPT2Config, Llama
 
 from ..core import atomic_dir, atomic_write_json, cache_dir as _cache_root, data_dir, get_logger, progress, read_jsonl
 from .adapters import ROLES
-from .demo import demo_path
+from .demo import demo_path, write_demo_data
 from .models import save_pretrained_dir
 
 # %% auto #0
 __all__ = ['log', 'EOS', 'IM_START', 'IM_END', 'PAD', 'SPECIAL_TOKENS', 'CHATML_TEMPLATE', 'ARCHS', 'tokenizer_dir',
            'train_tokenizer', 'demo_texts', 'build_demo_tokenizer', 'demo_tokenizer', 'tiny_config', 'tiny_model',
-           'chat_messages', 'demo_chats', 'pack', 'eval_loss', 'train_lm', 'tiny_pair']
+           'chat_messages', 'demo_chats', 'pack', 'eval_loss', 'train_lm', 'tiny_pair', 'demo_step']
 
 # %% ../../nbs/data/03_tiny.ipynb #9e9534fb
 log = get_logger('tiny')
@@ -262,3 +262,16 @@ def tiny_pair(cache_dir: str | Path | None = None,  # where pairs are cached (de
             atomic_write_json(tmp / 'meta.json', meta)
     log.info(f'tiny_pair: wrote {out} in {meta["seconds"]["total"]} s')
     return paths
+
+# %% ../../nbs/data/03_tiny.ipynb #37a12712
+def demo_step(out: Path, progress: bool = True) -> dict:
+    "Write the demo data, the tokenizer and tiny models under `out`; train (or reuse) the tiny pair; return label -> path."
+    out, made = Path(out), {}
+    for name, path in write_demo_data(out/'data').items(): made[f'data: {name}'] = Path(path)
+    tok = demo_tokenizer(); tok.save_pretrained(out/'tokenizer'); made['tokenizer (byte-level BPE)'] = out/'tokenizer'
+    for arch in ('llama', 'qwen2', 'gpt2'):
+        tiny_model(arch, path=out/'models'/f'tiny-{arch}', seed=0)
+        made[f'tiny {arch} (random init)'] = out/'models'/f'tiny-{arch}'
+    theta, target = tiny_pair()
+    made['tiny pair: theta (policy)'], made['tiny pair: target'] = Path(theta), Path(target)
+    return made

@@ -7,6 +7,7 @@ __all__ = ['GENERATORS']
 
 # %% ../../nbs/data/04c_discrete.ipynb #45dc6dbd
 import math, random
+from collections import Counter
 from fractions import Fraction
 from itertools import combinations, permutations, product
 

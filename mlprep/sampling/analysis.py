@@ -30,7 +30,7 @@ DEMO_METHODS = ('fixed', 'entropy', 'kl_symmetry', 'ess_balance')
 
 def demo_diagnostics(method: str) -> Path:
     "Path of the demo diagnostics file of α `method` (shipped in `data/demo/diagnostics/`)."
-    from mlprep.data.synth import DEMO_DIR
+    from mlprep.data.demo import demo_dir; DEMO_DIR = demo_dir()
     if method not in DEMO_METHODS: raise ValueError(f"no demo diagnostics for {method!r}; choose from {', '.join(DEMO_METHODS)}")
     path = DEMO_DIR/'diagnostics'/f'{method}.diagnostics.jsonl'
     if not path.exists(): raise FileNotFoundError(f'no demo diagnostics at {path} (they ship with a source checkout of mlprep)')
