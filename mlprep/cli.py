@@ -8,7 +8,7 @@ import argparse, errno, inspect, json, os, sys, time
 from typing import Callable
 from pathlib import Path
 
-from .core import get_logger
+from .core import UserError, get_logger
 from .config import ConfigError
 from .stages import (DEMO_STEPS, JOB_GROUPS, STAGES, Stage, StageError, expand_sweep, get_stage, import_target,
                            load_jobs, run_dir_for, run_stage)
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     except StageError as e:
         if debug: raise
         print(f'mlprep: {e}', file=sys.stderr); return 1
-    except (ConfigError, ValueError, KeyError, OSError) as e:
+    except (ConfigError, UserError, ValueError, KeyError, OSError) as e:
         if debug: raise
         print(f'mlprep: error: {error_line(e)}', file=sys.stderr); return 2
     except KeyboardInterrupt:

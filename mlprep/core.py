@@ -14,10 +14,14 @@ import torch
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['DTYPES', 'get_device', 'get_dtype', 'set_seed', 'get_logger', 'progress', 'BadRows', 'read_jsonl', 'JsonlWriter',
-           'atomic_write_text', 'atomic_write_json', 'atomic_dir', 'project_root', 'data_dir', 'cache_dir']
+__all__ = ['DTYPES', 'UserError', 'get_device', 'get_dtype', 'set_seed', 'get_logger', 'progress', 'BadRows', 'read_jsonl',
+           'JsonlWriter', 'atomic_write_text', 'atomic_write_json', 'atomic_dir', 'project_root', 'data_dir',
+           'cache_dir']
 
 # %% ../nbs/00_core.ipynb #38bc5365
+class UserError(RuntimeError):
+    "An error the user can cause and fix (a missing GPU, an unreachable hub, a failed `sbatch`): `mlprep` prints it as one line."
+
 def get_device(device: str | torch.device = 'auto') -> torch.device:
     "The torch device for `device`: 'auto' (cuda > mps > cpu), 'cpu', 'cuda', 'cuda:N' or 'mps'."
     if isinstance(device, torch.device): device = str(device)
@@ -31,14 +35,14 @@ def get_device(device: str | torch.device = 'auto') -> torch.device:
     if kind == 'cuda':
         if not torch.cuda.is_available():
             why = 'this torch build has no CUDA support' if torch.version.cuda is None else 'no CUDA GPU is visible (check CUDA_VISIBLE_DEVICES and nvidia-smi)'
-            raise RuntimeError(f"device '{device}' was requested but {why}; use device='auto' or 'cpu'")
+            raise UserError(f"device '{device}' was requested but {why}; use device='auto' or 'cpu'")
         idx = int(device.split(':')[1]) if ':' in device else 0
         if idx >= torch.cuda.device_count():
-            raise RuntimeError(f"device '{device}' was requested but only {torch.cuda.device_count()} CUDA device(s) are visible")
+            raise UserError(f"device '{device}' was requested but only {torch.cuda.device_count()} CUDA device(s) are visible")
         return torch.device(device)
     if kind == 'mps':
         if not (getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available()):
-            raise RuntimeError("device 'mps' was requested but MPS is not available (it needs Apple silicon and a torch build with MPS)")
+            raise UserError("device 'mps' was requested but MPS is not available (it needs Apple silicon and a torch build with MPS)")
         return torch.device('mps')
     raise ValueError(f"unknown device '{device}': use one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'")
 
@@ -60,7 +64,7 @@ def get_dtype(dtype: str | torch.dtype = 'auto', device: str | torch.device | No
         raise ValueError(f"unknown dtype '{dtype}': use one of 'auto', " + ", ".join(f"'{k}'" for k in DTYPES))
     out = DTYPES[name]
     if out == torch.bfloat16 and device.type == 'cuda' and not cuda_bf16:
-        raise RuntimeError(f"dtype '{dtype}' was requested but {torch.cuda.get_device_name(device)} has no bfloat16 support; use 'float16'")
+        raise UserError(f"dtype '{dtype}' was requested but {torch.cuda.get_device_name(device)} has no bfloat16 support; use 'float16'")
     return out
 
 # %% ../nbs/00_core.ipynb #aeb94a2e

@@ -4,11 +4,11 @@
 
 # %% ../nbs/91_slurm.ipynb #4dbee11b
 from __future__ import annotations
-import json, shlex, shutil, subprocess, sys
+import json, re, shlex, shutil, subprocess, sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .core import atomic_write_json, atomic_write_text
+from .core import UserError, atomic_write_json, atomic_write_text
 from .config import Config, ConfigError, param
 from .stages import expand_sweep, get_stage, new_run_id, run_dir_for
 
@@ -16,6 +16,9 @@ from .stages import expand_sweep, get_stage, new_run_id, run_dir_for
 __all__ = ['SlurmOptions', 'slurm_script', 'Submission', 'sbatch', 'slurm_submit']
 
 # %% ../nbs/91_slurm.ipynb #1d48fdc4
+_TIME = re.compile(r'\d+(:\d{1,2}){0,2}|\d+-\d{1,2}(:\d{1,2}){0,2}|UNLIMITED|INFINITE', re.I)
+_MEM = re.compile(r'\d+[KMGT]?B?', re.I)
+
 @dataclass
 class SlurmOptions(Config):
     "Resources and placement of a SLURM job."
@@ -34,6 +37,12 @@ class SlurmOptions(Config):
         if self.nodes < 1: raise ConfigError(f'nodes={self.nodes} must be at least 1')
         if self.gpus_per_node < 0: raise ConfigError(f'gpus_per_node={self.gpus_per_node} must not be negative')
         if self.cpus_per_task < 1: raise ConfigError(f'cpus_per_task={self.cpus_per_task} must be at least 1')
+        if not _TIME.fullmatch(self.time.strip()):
+            raise ConfigError(f"time={self.time!r} is not a SLURM time limit: use MINUTES, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS")
+        if self.mem is not None and not _MEM.fullmatch(self.mem.strip()):
+            raise ConfigError(f"mem={self.mem!r} is not a SLURM memory size: use a number with K, M, G or T, e.g. '64G'")
+        if self.max_parallel is not None and self.max_parallel < 1:
+            raise ConfigError(f'max_parallel={self.max_parallel} must be at least 1')
 
 # %% ../nbs/91_slurm.ipynb #ba9c637c
 def _sbatch_lines(stage: str, opts: SlurmOptions, log_pattern: str, array: str | None) -> list[str]:
@@ -91,9 +100,9 @@ class Submission:
 
 def sbatch(script_path: str | Path) -> str:
     "Submit a script with `sbatch --parsable`; returns the job id."
-    if not shutil.which('sbatch'): raise RuntimeError('sbatch not found: run this on a SLURM login node (or use --dry_run)')
+    if not shutil.which('sbatch'): raise UserError('sbatch not found: run this on a SLURM login node (or use --dry_run)')
     r = subprocess.run(['sbatch', '--parsable', str(script_path)], capture_output=True, text=True)
-    if r.returncode != 0: raise RuntimeError(f'sbatch failed ({r.returncode}): {r.stderr.strip() or r.stdout.strip()}')
+    if r.returncode != 0: raise UserError(f'sbatch failed ({r.returncode}): {r.stderr.strip() or r.stdout.strip()}')
     return r.stdout.strip().split(';')[0]
 
 def slurm_submit(stage: str, params: dict | None = None, config_file: str | Path | None = None,
@@ -112,9 +121,14 @@ def slurm_submit(stage: str, params: dict | None = None, config_file: str | Path
         tasks.append(dict(task=i, run_dir=str(d), params={k: str(v) for k, v in p.items()}, config=cfg))
     script = slurm_script(stage, run_dir, opts, n_tasks=len(points) if sweep else None, python=python)
     if dry_run: return Submission(run_dir, script, None, [{k: v for k, v in t.items() if k != 'config'} for t in tasks])
+    existed = run_dir.exists()
     for t in tasks: t.pop('config').save(t['run_dir'], 'params.yaml')
     path = atomic_write_text(run_dir/'job.sbatch', script)
-    job_id = sbatch(path)
+    try: job_id = sbatch(path)
+    except BaseException as e:                      # nothing was queued: leave no run folder that looks submitted
+        if not existed: shutil.rmtree(run_dir, ignore_errors=True)
+        else: atomic_write_json(run_dir/'submission.json', dict(stage=stage, status='failed', error=str(e), script=str(path)))
+        raise
     atomic_write_json(run_dir/('sweep.json' if sweep else 'submission.json'),
                       dict(stage=stage, job_id=job_id, script=str(path), array=sweep, tasks=tasks))
     return Submission(run_dir, script, job_id, tasks)

@@ -13,7 +13,7 @@ import huggingface_hub
 from huggingface_hub import try_to_load_from_cache
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from ..core import atomic_dir, get_device, get_dtype, get_logger
+from ..core import UserError, atomic_dir, get_device, get_dtype, get_logger
 
 # %% auto #0
 __all__ = ['log', 'hub_offline', 'hub_endpoint', 'hub_reachable', 'resolve_model_path', 'load_tokenizer', 'pick_backend',
@@ -78,7 +78,7 @@ def resolve_model_path(name_or_path: str | Path, need: str = 'config.json', time
     cached = _cached_snapshot(name, need)
     if hub_offline():
         if cached: return cached
-        raise RuntimeError(f"cannot load '{name}': it is not a local directory, HF_HUB_OFFLINE=1 (offline mode), "
+        raise UserError(f"cannot load '{name}': it is not a local directory, HF_HUB_OFFLINE=1 (offline mode), "
                            f"and it is not in the Hugging Face cache ({huggingface_hub.constants.HF_HUB_CACHE}). "
                            f"To fix: {fix}.")
     endpoint = hub_endpoint()
@@ -87,7 +87,7 @@ def resolve_model_path(name_or_path: str | Path, need: str = 'config.json', time
     if cached:
         log.warning(f"hub {endpoint} is not reachable; loading '{name}' from the cache: {cached}")
         return cached
-    raise RuntimeError(f"cannot load '{name}': it is not a local directory, the hub {endpoint} did not answer "
+    raise UserError(f"cannot load '{name}': it is not a local directory, the hub {endpoint} did not answer "
                        f"within {timeout:g} s (no network?), and it is not in the Hugging Face cache "
                        f"({huggingface_hub.constants.HF_HUB_CACHE}). To fix: {fix}; set HF_HUB_OFFLINE=1 on machines without network.")
 
@@ -118,7 +118,7 @@ def pick_backend(backend: str = 'auto', device: str | torch.device = 'auto') -> 
     missing = ([] if on_cuda else ['a CUDA GPU (torch.cuda.is_available() is False here, or device is not cuda)']) + \
               ([] if has_unsloth else ["the 'unsloth' package (not installed)"])
     if missing:
-        raise RuntimeError(f"backend='unsloth' needs {' and '.join(missing)}. Install the GPU extras with "
+        raise UserError(f"backend='unsloth' needs {' and '.join(missing)}. Install the GPU extras with "
                            f"`pip install mlprep[gpu]` on a CUDA machine, or use backend='hf' (or 'auto').")
     return 'unsloth'
 
@@ -130,7 +130,7 @@ def check_quantization(quantization: str | None) -> None:
     missing = ([] if torch.cuda.is_available() else ['a CUDA GPU (torch.cuda.is_available() is False here)']) + \
               ([] if _has_package('bitsandbytes') else ["the 'bitsandbytes' package (not installed)"])
     if missing:
-        raise RuntimeError(f"quantization='{quantization}' uses bitsandbytes and needs {' and '.join(missing)}. "
+        raise UserError(f"quantization='{quantization}' uses bitsandbytes and needs {' and '.join(missing)}. "
                            f"Install the GPU extras with `pip install mlprep[gpu]` on a CUDA machine, or load "
                            f"without quantization (quantization=None).")
 
