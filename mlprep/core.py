@@ -14,9 +14,9 @@ import torch
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['DTYPES', 'UserError', 'get_device', 'get_dtype', 'set_seed', 'get_logger', 'progress', 'BadRows', 'read_jsonl',
-           'JsonlWriter', 'atomic_write_text', 'atomic_write_json', 'atomic_dir', 'project_root', 'data_dir',
-           'cache_dir']
+__all__ = ['DTYPES', 'PALETTE', 'UserError', 'get_device', 'get_dtype', 'set_seed', 'get_logger', 'progress', 'BadRows',
+           'read_jsonl', 'JsonlWriter', 'atomic_write_text', 'atomic_write_json', 'atomic_dir', 'project_root',
+           'data_dir', 'cache_dir', 'plot_style']
 
 # %% ../nbs/00_core.ipynb #38bc5365
 class UserError(RuntimeError):
@@ -268,3 +268,14 @@ def data_dir() -> Path:
 def cache_dir() -> Path:
     "The `outputs/` folder of `project_root()`: caches such as the tiny trained pair."
     return project_root()/'outputs'
+
+# %% ../nbs/00_core.ipynb #7d4a28a1
+PALETTE = 'colorblind'
+
+def plot_style(context: str = 'notebook'):
+    "Set mlprep's plot style (seaborn whitegrid, colour-blind palette, compact titles) for matplotlib; return seaborn."
+    import seaborn as sns
+    sns.set_theme(style='whitegrid', palette=PALETTE, context=context,
+                  rc={'figure.dpi': 100, 'axes.titlesize': 11, 'axes.labelsize': 10, 'legend.fontsize': 9,
+                      'axes.spines.top': False, 'axes.spines.right': False})
+    return sns
