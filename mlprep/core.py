@@ -195,7 +195,8 @@ class JsonlWriter:
             k = _hashable(record[self.key])
             if k in self.done: return False
         line = json.dumps(record, ensure_ascii=False) + '\n'
-        self._f.write(line); self._f.flush()
+        try: self._f.write(line); self._f.flush()
+        except OSError as e: raise _named(e, self.path) from None   # a full disk names the file
         if self.key is not None: self.done.add(k)
         now = time.monotonic()
         if self.fsync_every is not None and now - self._last_sync >= self.fsync_every:
@@ -203,10 +204,18 @@ class JsonlWriter:
         return True
 
     def close(self):
-        if not self._f.closed:
-            self._f.flush(); os.fsync(self._f.fileno()); self._f.close()
+        if self._f.closed: return
+        try: self._f.flush(); os.fsync(self._f.fileno())
+        except OSError as e: raise _named(e, self.path) from None
+        finally:
+            try: self._f.close()
+            except OSError: pass                                 # already reported
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
+
+def _named(e: OSError, path) -> OSError:
+    "`e` with the file it happened on (a failed write of an open file does not say which file)."
+    return e if e.filename else type(e)(e.errno, e.strerror, str(path))
 
 def _hashable(v):
     return json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v
@@ -225,8 +234,9 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
         with os.fdopen(fd, 'w', encoding='utf-8') as f:
             f.write(text); f.flush(); os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp): os.unlink(tmp)
+        if isinstance(e, OSError): raise _named(e, path) from None
         raise
     return path
 
