@@ -7,12 +7,12 @@ every method, so each generates exactly `--new_tokens` tokens per row):
   2. bare_loop       the two models' cached forward passes with a fixed mixture and nothing else: the floor (with
                      mlprep's in-place growing KV cache, so that the ratio to it measures the mixture's own cost)
   2b. bare_loop      the same with transformers' DynamicCache (which copies the cache at every step), for context
-  3. mlprep_fixed    mlprep.decode.generate_mixture, alpha_method='fixed'
+  3. mlprep_fixed    mlprep.sampling.decode.generate_mixture, alpha_method='fixed'
   4. mlprep_kl       ... alpha_method='kl_symmetry'
   5. mlprep_ess      ... alpha_method='ess_balance'
   6. exact_nocache   the exact mixture without KV caches (both models re-run the whole prefix each step; fixed α)
   7. trl_gmw         TRL's GeometricMixtureWrapper (last shipped in TRL 1.13.0; installed into outputs/bench/ on first use)
-  8. lora_joint      π_t = π_θ + a LoRA adapter (r 16, every linear layer): mlprep.decode.generate_mixture_adapters, one
+  8. lora_joint      π_t = π_θ + a LoRA adapter (r 16, every linear layer): mlprep.sampling.decode.generate_mixture_adapters, one
                      batched forward of 2B rows with peft's mixed adapters (kl_symmetry)
   8b. lora_two       the same π_t merged into a second model: generate_mixture with two forwards (kl_symmetry)
 
@@ -45,9 +45,9 @@ import transformers
 from transformers import DynamicCache, GenerationConfig
 
 from mlprep.core import get_device, get_dtype
-from mlprep.decode import _growing_cache, generate_mixture, generate_mixture_adapters, generate_mixture_nocache
-from mlprep.mixture import sample_next
-from mlprep.tiny import demo_tokenizer, tiny_model
+from mlprep.sampling.decode import _growing_cache, generate_mixture, generate_mixture_adapters, generate_mixture_nocache
+from mlprep.sampling.mixture import sample_next
+from mlprep.data.tiny import demo_tokenizer, tiny_model
 
 TRL_VERSION = '1.13.0'  # the last TRL release with GeometricMixtureWrapper (trl/experimental/nash_md); 1.14.0 removed it
 TRL_DIR = ROOT / 'outputs' / 'bench' / f'trl{TRL_VERSION.replace(".", "")}'
