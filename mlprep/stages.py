@@ -164,6 +164,7 @@ def _kernel_name(kernel_name: str | None) -> str:
                          f"Install one with `python -m ipykernel install --user --name {name}`") from None
     return name
 
+# %% ../nbs/90_stages.ipynb #9de06b29
 def _slurm_info() -> dict:
     keys = ['SLURM_JOB_ID', 'SLURM_ARRAY_JOB_ID', 'SLURM_ARRAY_TASK_ID', 'SLURM_RESTART_COUNT', 'SLURM_JOB_NODELIST']
     return {k.lower(): os.environ[k] for k in keys if k in os.environ}
@@ -179,6 +180,7 @@ def _kernel_env(**env):
             if v is None: os.environ.pop(k, None)
             else: os.environ[k] = v
 
+# %% ../nbs/90_stages.ipynb #734230aa
 def run_stage(name: str, params: dict | None = None, config_file: str | Path | None = None,
               output_dir: str | Path | None = None, run_id: str | None = None, kernel_name: str | None = None,
               progress: bool = True, start_timeout: int = 120, execution_timeout: int | None = None,
