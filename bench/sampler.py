@@ -18,6 +18,7 @@ every method, so each generates exactly `--new_tokens` tokens per row):
 
     python bench/sampler.py                 # the full run (a few minutes on 2 CPU cores)
     python bench/sampler.py --quick         # 32 new tokens, one timed repeat
+    python bench/sampler.py --functions     # instead: the mixture functions alone, ms per call and ratios
 
 Timing is wall-clock (time.perf_counter) of whole calls, prefill included; each method is warmed up once, then the
 methods are timed round-robin (so that load from other processes hits all of them alike) and the best of `--repeats`
@@ -46,7 +47,9 @@ from transformers import DynamicCache, GenerationConfig
 
 from mlprep.core import get_device, get_dtype
 from mlprep.sampling.decode import _growing_cache, generate_mixture, generate_mixture_adapters, generate_mixture_nocache
-from mlprep.sampling.mixture import sample_next
+from mlprep.sampling.mixture import (ALPHA_METHODS, SamplingParams, compute_alpha, mix_logprobs, mixture_step, sample_next,
+                                    token_diagnostics)
+from mlprep.testing import random_logits
 from mlprep.data.tiny import demo_tokenizer, tiny_model
 
 TRL_VERSION = '1.13.0'  # the last TRL release with GeometricMixtureWrapper (trl/experimental/nash_md); 1.14.0 removed it
@@ -79,16 +82,16 @@ def bare_loop(theta, target, ids, new_tokens, alpha=0.5, generator=None, growing
     "2. The floor: both models' cached forwards, a fixed geometric mixture, inverse-CDF sampling, nothing else."
     if growing: theta_cache, target_cache = (_growing_cache(m, ids.shape[1] + new_tokens) for m in (theta, target))
     else: theta_cache, target_cache = DynamicCache(config=theta.config), DynamicCache(config=target.config)
-    theta_logits = theta(input_ids=ids, past_key_values=theta_cache, use_cache=True, logits_to_keep=1).logits[:, -1]
-    target_logits = target(input_ids=ids, past_key_values=target_cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+    theta_logits = theta(input_ids=ids, cache=theta_cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+    target_logits = target(input_ids=ids, cache=target_cache, use_cache=True, logits_to_keep=1).logits[:, -1]
     tokens = []
     for step in range(new_tokens):
         logq = alpha * theta_logits.float().log_softmax(-1) + (1 - alpha) * target_logits.float().log_softmax(-1)
         token = sample_next(logq, generator=generator)[:, None]  # one uniform per row, the cheapest exact draw
         tokens.append(token)
         if step == new_tokens - 1: break
-        theta_logits = theta(input_ids=token, past_key_values=theta_cache, use_cache=True).logits[:, -1]
-        target_logits = target(input_ids=token, past_key_values=target_cache, use_cache=True).logits[:, -1]
+        theta_logits = theta(input_ids=token, cache=theta_cache, use_cache=True).logits[:, -1]
+        target_logits = target(input_ids=token, cache=target_cache, use_cache=True).logits[:, -1]
     return torch.cat(tokens, 1)
 
 def mlprep_method(alpha_method, cached=True):
@@ -96,8 +99,7 @@ def mlprep_method(alpha_method, cached=True):
     def run(theta, target, ids, new_tokens, generator=None):
         batch = dict(input_ids=ids, attention_mask=torch.ones_like(ids))
         generate = generate_mixture if cached else generate_mixture_nocache
-        return generate(theta, target, batch, batch, alpha_method=alpha_method, fixed_alpha=0.5, max_new_tokens=new_tokens,
-                        eos_token_ids=(), vocab_size=theta.config.vocab_size, generator=generator).tokens
+        return generate(theta, target, batch, batch, SamplingParams(alpha_method), max_new_tokens=new_tokens, eos_token_ids=(), vocab_size=theta.config.vocab_size, generator=generator).tokens
     return run
 
 def lora_models(theta, rank=16):
@@ -114,7 +116,7 @@ def lora_joint(peft_model):
     "8. π_θ = the base, π_t = base + adapter, in one batched forward."
     def run(theta, target, ids, new_tokens, generator=None):
         batch = dict(input_ids=ids, attention_mask=torch.ones_like(ids))
-        return generate_mixture_adapters(peft_model, batch, batch, alpha_method='kl_symmetry', max_new_tokens=new_tokens,
+        return generate_mixture_adapters(peft_model, batch, batch, SamplingParams('kl_symmetry'), max_new_tokens=new_tokens,
                                          eos_token_ids=(), vocab_size=theta.config.vocab_size, generator=generator).tokens
     return run
 
@@ -170,11 +172,11 @@ def trl_method(wrapper_cls, alpha=0.5):
 
 def check_trl_greedy(wrapper_cls, theta, target, ids, new_tokens):
     "Does the wrapper's greedy output equal the exact mixture's? Also: do its two models share one KV cache?"
-    exact = generate_mixture_nocache(theta, target, dict(input_ids=ids), dict(input_ids=ids), alpha_method='fixed',
-                                     fixed_alpha=0.5, max_new_tokens=new_tokens, temperature=0, eos_token_ids=(),
+    exact = generate_mixture_nocache(theta, target, dict(input_ids=ids), dict(input_ids=ids), SamplingParams('fixed', temperature=0),
+                                     max_new_tokens=new_tokens, eos_token_ids=(),
                                      vocab_size=theta.config.vocab_size).tokens
     caches = []
-    hooks = [m.register_forward_pre_hook(lambda mod, a, kw: caches.append(kw.get('past_key_values')), with_kwargs=True)
+    hooks = [m.register_forward_pre_hook(lambda mod, a, kw: caches.append(kw.get('cache', kw.get('past_key_values'))), with_kwargs=True)
              for m in (theta, target)]
     try: trl_tokens = trl_method(wrapper_cls)(theta, target, ids, new_tokens, do_sample=False)
     finally:
@@ -185,6 +187,34 @@ def check_trl_greedy(wrapper_cls, theta, target, ids, new_tokens):
     rows_same_first = int((trl_tokens[:, 0] == exact[:, 0]).sum())
     shared = len(caches) >= 2 and caches[0] is not None and caches[0] is caches[1]
     return equal, first_diff, rows_same_first, shared
+
+
+# --- the mixture functions alone (what the notebook 10_mixture's 'Speed' section describes) -------------------------
+
+def time_functions(threads=1, n=20):
+    "ms per call, best of `n`, B = 8: each α method, mix_logprobs, token_diagnostics, sample_next, mixture_step."
+    torch.set_num_threads(threads)
+    def best_of(f):
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter(); f(); times.append(time.perf_counter() - t0)
+        return min(times) * 1e3
+    print(f'# mixture functions: ms per call, best of {n}, B = 8, {threads} thread(s); "moderate": π_θ logits at scale 3 '
+          f'against π_t at 1; "peaked": 10 against 0.3')
+    for case, (s_theta, s_t) in (('moderate', (3, 1)), ('peaked', (10, 0.3))):
+        for V in (6400, 152064):
+            theta, target = random_logits(8, V, scale=s_theta, seed=21), random_logits(8, V, scale=s_t, seed=22)
+            logq = mix_logprobs(theta, target, 0.5)
+            fns = {m: (lambda m=m: compute_alpha(theta, target, m)) for m in ALPHA_METHODS}
+            fns.update(mix_logprobs=lambda: mix_logprobs(theta, target, 0.5), token_diagnostics=lambda: token_diagnostics(theta, target, logq),
+                       sample_next=lambda: sample_next(logq), multinomial=lambda: torch.multinomial(logq.exp(), 1),
+                       mixture_step_kl=lambda: mixture_step(theta, target, 'kl_symmetry'))
+            ms = {k: best_of(f) for k, f in fns.items()}
+            print(f'{case:8} V={V:6}: ' + ', '.join(f'{k} {v:.2f}' for k, v in ms.items()) + ' ms')
+            print(f'{case:8} V={V:6}: kl_symmetry/fixed={ms["kl_symmetry"] / ms["fixed"]:.1f} ess_balance/kl_symmetry='
+                  f'{ms["ess_balance"] / ms["kl_symmetry"]:.2f} mixture_step/(compute_alpha+mix+diagnostics)='
+                  f'{ms["mixture_step_kl"] / (ms["kl_symmetry"] + ms["mix_logprobs"] + ms["token_diagnostics"]):.2f} '
+                  f'multinomial/sample_next={ms["multinomial"] / ms["sample_next"]:.1f}')
 
 
 # --- timing and memory ----------------------------------------------------------------------------------------------
@@ -242,7 +272,9 @@ def main(argv=None):
     p.add_argument('--no_trl', action='store_true', help='skip TRL\'s GeometricMixtureWrapper')
     p.add_argument('--no_lora', action='store_true', help='skip the LoRA-target rows (8, 8b)')
     p.add_argument('--small', action='store_true', help='tiny models (hidden 64, 2 layers): a smoke test of this script')
+    p.add_argument('--functions', action='store_true', help='instead: time one call of each mixture function (B = 8, V = 6 400 and 152 064)')
     args = p.parse_args(argv)
+    if args.functions: return time_functions(args.threads or 1)
     new_tokens = args.new_tokens or (32 if args.quick else 128)
     repeats = args.repeats or (1 if args.quick else 3)
     device = get_device(args.device)

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The docs site, built offline from the notebooks: _docs/site/index.html. Notebooks that changed are executed
-# (as nbdev_test runs them); stage pages show the newest run under outputs/. Arguments go to scripts/build_docs.py:
-# --force (run every notebook again), --jobs N, --timeout SECONDS, --out DIR, --no-strict.
+# (as nbdev_test runs them); stage pages show the newest completed run found under outputs/ (mlprep run, mlprep demo);
+# source links follow settings.ini's git_url and branch. Arguments go to scripts/build_docs.py:
+# --force (run every notebook again), --jobs N, --timeout SECONDS, --out DIR, --outputs-dir DIR, --no-strict,
+# --keep-going (a failing notebook gets a page saying so; the build still fails), --stages NAME,... (only these
+# stage pages).
 source "$(dirname "$0")/_env.sh"
 if ! python -c "import mkdocs, material, latex2mathml" 2>/dev/null; then
   echo "mlprep: installing the docs requirements (settings.ini docs_requirements) into .venv" >&2

@@ -21,5 +21,5 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MLPREP_PROGRESS=0
 echo "== 2/3 nbdev_test: every notebook runs, and its examples are tests"
 nbdev_test --n_workers "${NBDEV_WORKERS:-2}" --timing ${NBDEV_FLAGS:+--flags "$NBDEV_FLAGS"}
 echo "== 3/3 pytest tests/"
-python -m pytest -q tests "$@"
+python -m pytest -q -n "${PYTEST_WORKERS:-2}" --dist loadgroup tests "$@"
 echo "all tests passed in $((SECONDS - start)) s"

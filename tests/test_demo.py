@@ -1,18 +1,28 @@
-"""The README's main command, `mlprep demo`, end to end: datagen with two α methods and the comparison report."""
-import json
+"""The README's main command, `mlprep demo`: a pipeline of steps the capabilities contribute, each saying what it made."""
+import json, re
+from pathlib import Path
 
 from tests.test_stages import mlprep
 
 
-def test_demo_runs_the_pipeline_and_says_what_it_made(tmp_path):
-    r = mlprep('demo', '--output_dir', tmp_path, '--methods', 'fixed,kl_symmetry', '--num_samples', '4',
-               '--max_new_tokens', '8', timeout=600)
+def test_demo_sampling_step_with_two_methods_says_what_it_made(tmp_path):
+    r = mlprep('demo', '--only', 'sampling', '--output_dir', tmp_path, '--methods', 'fixed,kl_symmetry', '--num_samples', '4',
+               '--max_new_tokens', '8', '--no_progress', timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     assert 'What was made, and where:' in r.stdout
-    for method in ('fixed', 'kl_symmetry'):
-        rows = [json.loads(line) for line in (tmp_path / f'datagen-{method}' / 'generated.jsonl').read_text().splitlines()]
+    data = sorted(tmp_path.glob('sampling/**/generated.jsonl'))
+    assert len(data) == 2, data
+    for f in data:
+        rows = [json.loads(line) for line in f.read_text().splitlines()]
         assert sorted(row['sample_idx'] for row in rows) == [0, 1, 2, 3]
         assert [m['role'] for m in rows[0]['messages']] == ['user', 'assistant']
-        assert f'  {method}: ess_ratio in [0.9, 1.1] ' in r.stdout  # the expected-range shares, one line per method
-    report = tmp_path / 'diagnostics' / 'diagnostics.ipynb'
-    assert report.exists() and f'Open the report: {report}' in r.stdout
+    report = Path(re.search(r'Open the report: (\S+)', r.stdout).group(1))
+    assert report.exists() and report.suffix == '.ipynb' and str(report).startswith(str(tmp_path))
+    assert 'data: tiny pair: theta (policy)' in r.stdout      # the data step always runs first
+
+
+def test_demo_refuses_unknown_steps_and_options(tmp_path):
+    r = mlprep('demo', '--only', 'nosuch', '--output_dir', tmp_path)
+    assert r.returncode == 2 and 'no such demo step' in r.stderr
+    r = mlprep('demo', '--only', 'sampling', '--output_dir', tmp_path, '--methodz', 'fixed')
+    assert r.returncode == 2 and 'no step takes --methodz' in r.stderr

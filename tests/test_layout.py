@@ -127,3 +127,7 @@ def test_installed_wheel_works_outside_the_repository(tmp_path):
             '--num_samples', '2', '--max_new_tokens', '4', '--output', tmp_path / 'gen' / 'data.jsonl')
     assert r.returncode == 0, r.stderr[-3000:]
     assert len((tmp_path / 'gen' / 'data.jsonl').read_text().splitlines()) == 2
+    r = run('-m', 'mlprep.cli', 'demo', '--only', 'sampling', '--output_dir', tmp_path / 'demo', '--num_samples', '2',
+            '--max_new_tokens', '4', '--no_progress')
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert 'Open the report: ' + str(tmp_path / 'demo') in r.stdout

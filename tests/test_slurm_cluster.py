@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from tests.slurm.fixtures import slurm_cluster  # noqa: F401  (also fine if tests/conftest.py registers the plugin)
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]   # one cluster: its tests share one worker
 
 
 def _script(path, body, *directives):

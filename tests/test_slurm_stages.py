@@ -7,7 +7,7 @@ import pytest
 from tests.slurm.fixtures import slurm_cluster  # noqa: F401  (the fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]   # one cluster: its tests share one worker
 
 
 def mlprep(*args):

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (AutoModelForCausalLM, AutoTokenizer, GPT2Config, LlamaConfig, MistralConfig,
-                          PreTrainedTokenizerFast, Qwen2Config)
+                          PreTrainedTokenizerFast, Qwen2Config, Qwen3Config)
 
 from ..core import atomic_dir, atomic_write_json, cache_dir as _cache_root, data_dir, get_logger, progress, read_jsonl
 from .adapters import ROLES
@@ -18,9 +18,10 @@ from .demo import demo_path, write_demo_data
 from .models import save_pretrained_dir
 
 # %% auto #0
-__all__ = ['log', 'EOS', 'IM_START', 'IM_END', 'PAD', 'SPECIAL_TOKENS', 'CHATML_TEMPLATE', 'ARCHS', 'tokenizer_dir',
-           'train_tokenizer', 'demo_texts', 'build_demo_tokenizer', 'demo_tokenizer', 'tiny_config', 'tiny_model',
-           'chat_messages', 'demo_chats', 'pack', 'eval_loss', 'train_lm', 'tiny_pair', 'demo_step']
+__all__ = ['log', 'EOS', 'IM_START', 'IM_END', 'PAD', 'SPECIAL_TOKENS', 'CHATML_TEMPLATE', 'THINKING_TEMPLATE', 'ARCHS',
+           'tokenizer_dir', 'train_tokenizer', 'demo_texts', 'build_demo_tokenizer', 'demo_tokenizer', 'tiny_config',
+           'tiny_model', 'thinking_tokenizer', 'chat_messages', 'demo_chats', 'pack', 'eval_loss', 'train_lm',
+           'tiny_pair', 'demo_step']
 
 # %% ../../nbs/data/03_tiny.ipynb #9e9534fb
 log = get_logger('tiny')
@@ -42,6 +43,21 @@ CHATML_TEMPLATE = (
     "{% else %}{{ message['content'] + '<|im_end|>' + '\\n' }}{% endif %}"
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+
+# Qwen3's convention: thinking is on unless `enable_thinking=False` is passed, which opens and closes an empty think
+# block after the generation prompt, so the model answers directly. As in Qwen3's template, a final assistant turn
+# without a think block is rendered after an empty one (outside `{% generation %}`), so a conversation renders as its
+# thinking-off prompt followed by the reply.
+THINKING_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
+    "{% if message['role'] == 'assistant' %}"
+    "{% if loop.last and '<think>' not in message['content'] %}{{ '<think>\\n\\n</think>\\n\\n' }}{% endif %}"
+    "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\\n' }}"
+    "{% else %}{{ message['content'] + '<|im_end|>' + '\\n' }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
+    "{% if enable_thinking is defined and enable_thinking is false %}{{ '<think>\\n\\n</think>\\n\\n' }}{% endif %}{% endif %}")
 
 # %% ../../nbs/data/03_tiny.ipynb #db7f2ed7
 def train_tokenizer(texts, vocab_size: int = 6400, path: str | Path | None = None, model_max_length: int = 2048):
@@ -84,7 +100,7 @@ def demo_tokenizer(path: str | Path | None = None):
     return AutoTokenizer.from_pretrained(path)
 
 # %% ../../nbs/data/03_tiny.ipynb #70dc9528
-ARCHS = ('llama', 'qwen2', 'mistral', 'gpt2')
+ARCHS = ('llama', 'qwen2', 'mistral', 'gpt2', 'qwen3')   # qwen3: Qwen3's architecture and a chat template that honours enable_thinking
 
 def tiny_config(arch: str = 'llama', tokenizer=None, hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4,
                 **overrides):
@@ -94,7 +110,8 @@ def tiny_config(arch: str = 'llama', tokenizer=None, hidden_size: int = 64, num_
     if arch == 'gpt2':
         return GPT2Config(**{**ids, 'n_embd': hidden_size, 'n_layer': num_layers, 'n_head': num_heads, 'n_positions': 2048, **overrides})
     if arch not in ARCHS: raise ValueError(f"unknown arch '{arch}': use one of {', '.join(ARCHS)}")
-    cls = dict(llama=LlamaConfig, qwen2=Qwen2Config, mistral=MistralConfig)[arch]
+    if arch == 'qwen3': overrides = {'head_dim': hidden_size // num_heads, **overrides}
+    cls = dict(llama=LlamaConfig, qwen2=Qwen2Config, mistral=MistralConfig, qwen3=Qwen3Config)[arch]
     return cls(**{**ids, 'hidden_size': hidden_size, 'intermediate_size': 4 * hidden_size, 'num_hidden_layers': num_layers,
                   'num_attention_heads': num_heads, 'num_key_value_heads': num_heads, 'max_position_embeddings': 2048,
                   'tie_word_embeddings': True, **overrides})
@@ -112,8 +129,16 @@ def tiny_model(arch: str = 'llama', tokenizer=None, hidden_size: int = 64, num_l
     gen.bos_token_id, gen.pad_token_id = tok.bos_token_id, tok.pad_token_id
     gen.eos_token_id = [tok.eos_token_id, tok.convert_tokens_to_ids(IM_END)]
     model.eval()
+    if arch == 'qwen3' and tok.chat_template == CHATML_TEMPLATE: tok = thinking_tokenizer(tok)
     if path is not None: save_pretrained_dir(model, tok, path)
     return model
+
+def thinking_tokenizer(tok):
+    "A copy of `tok` whose chat template honours `enable_thinking` (`THINKING_TEMPLATE`); `tok` is left as it is."
+    import copy
+    tok = copy.deepcopy(tok)
+    tok.chat_template = THINKING_TEMPLATE
+    return tok
 
 # %% ../../nbs/data/03_tiny.ipynb #3e59f614
 def chat_messages(rec: dict) -> list[dict] | None:

@@ -18,7 +18,8 @@ from ..core import atomic_write_json, get_logger
 # %% auto #0
 __all__ = ['DIFFICULTY_LEVELS', 'NO_LEVEL_SCORE', 'MATH_SYMBOLS', 'LATEX_COMMANDS', 'RIGOR_GROUPS', 'QUESTION_CUES',
            'DEFAULT_WEIGHTS', 'HISTORY_VERSION', 'question_text', 'is_question', 'term_counts', 'TfidfIndex',
-           'group_similarity', 'read_history', 'write_history', 'RewardCalculator', 'synthetic_questions']
+           'group_similarity', 'read_history', 'write_history', 'Embedder', 'RewardCalculator', 'prompt_text',
+           'synthetic_questions']
 
 # %% ../../nbs/qgen/40_rewards.ipynb #eac4fad2
 DIFFICULTY_LEVELS = {   # level: (score, keywords); a question scores the highest level it mentions
@@ -202,13 +203,43 @@ def write_history(path: str | Path, questions: list[str]) -> Path:
     return atomic_write_json(path, dict(version=HISTORY_VERSION, questions=list(questions)), indent=0)
 
 # %% ../../nbs/qgen/40_rewards.ipynb #8261453f
+class Embedder:
+    "Mean-pooled, L2-normalised sentence embeddings from a local encoder folder, cached per text."
+    def __init__(self, path: str | Path, max_length: int = 256, batch_size: int = 32):
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+        if not Path(path).is_dir():
+            raise ValueError(f"embedding_model='{path}' is not a local folder: pass a folder written by save_pretrained")
+        self.torch, self.max_length, self.batch_size = torch, max_length, batch_size
+        self.tok, self.model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+        if self.tok.pad_token is None: self.tok.pad_token = self.tok.eos_token
+        self.cache: dict[str, np.ndarray] = {}
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        "(len(texts), dim) unit vectors."
+        new = [t for t in dict.fromkeys(texts) if t not in self.cache]
+        for i in range(0, len(new), self.batch_size):
+            batch = new[i:i + self.batch_size]
+            enc = self.tok(batch, return_tensors='pt', padding=True, truncation=True, max_length=self.max_length)
+            with self.torch.no_grad(): h = self.model(**enc).last_hidden_state                 # (B, T, D)
+            m = enc['attention_mask'].unsqueeze(-1).to(h.dtype)
+            v = (h * m).sum(1) / m.sum(1).clamp(min=1)
+            v = self.torch.nn.functional.normalize(v.float(), dim=-1).numpy()
+            self.cache.update(zip(batch, v))
+        return np.stack([self.cache[t] for t in texts]) if texts else np.zeros((0, 1))
+
+# %% ../../nbs/qgen/40_rewards.ipynb #8261453f
+def _unit(x: float) -> float:
+    "`x` clipped to [0, 1] and rounded to 12 decimals, so that float noise never turns 0 or 1 into 1e-16 or 0.99999…"
+    return round(float(min(1.0, max(0.0, x))), 12)
+
 class RewardCalculator:
     "Difficulty, novelty, rigor and diversity of a generated question, weighted into one reward in [0, 1]."
     __name__ = 'qgen_reward'                   # the name TRL logs the reward under
 
     def __init__(self, weights: dict | None = None, history_path: str | Path | None = None, history_size: int = 1000,
                  novelty_threshold: float = 0.85, novelty_penalty: float = 0.3, no_question_factor: float = 0.5,
-                 group_size: int | None = None, log_every: int = 1):
+                 group_size: int | None = None, log_every: int = 1, embedding_model: str | Path | None = None):
         w = {**DEFAULT_WEIGHTS, **(weights or {})}
         unknown = sorted(set(w) - set(DEFAULT_WEIGHTS))
         if unknown: raise ValueError(f"unknown reward weight(s) {', '.join(unknown)}: use {', '.join(DEFAULT_WEIGHTS)}")
@@ -221,6 +252,7 @@ class RewardCalculator:
         self.history: list[str] = read_history(self.history_path, self.log)[-history_size:] if self.history_path else []
         if self.history: self.log.info(f'reward history: {len(self.history)} question(s) from {self.history_path}')
         self._index, self._other = TfidfIndex(self.history, maxlen=history_size), None
+        self.embedder = Embedder(embedding_model) if embedding_model else None
         self.bad, self.calls, self.last = Counter(), 0, []
 
     # --- the four dimensions
@@ -245,11 +277,12 @@ class RewardCalculator:
         return idx
 
     def novelty_similarity(self, question: str, history: list[str] | None = None) -> float:
-        "The highest TF-IDF cosine similarity of `question` to `history` (0 for an empty history)."
+        "The highest TF-IDF (with `embedding_model`: embedding) cosine similarity of `question` to `history` (0 if empty)."
         history = self.history if history is None else list(history)
         if not history: return 0.0
+        if self.embedder is not None: return _unit(float((self.embedder(history) @ self.embedder([question])[0]).max()))
         sims = self._index_for(history).similarities(question)
-        return float(np.clip(sims.max(), 0.0, 1.0)) if len(sims) else 0.0
+        return _unit(sims.max()) if len(sims) else 0.0
 
     def calculate_novelty(self, question: str, history: list[str] | None = None) -> float:
         "1 − the highest TF-IDF cosine similarity to the history."
@@ -260,7 +293,7 @@ class RewardCalculator:
         others = list(group)
         if question in others: others.remove(question)
         if not others: return 1.0
-        return float(np.clip(1.0 - group_similarity([question] + others)[0, 1:].mean(), 0.0, 1.0))
+        return _unit(1.0 - group_similarity([question] + others)[0, 1:].mean())
 
     # --- together
     def combine(self, d: dict) -> float:
@@ -295,6 +328,13 @@ def _groups(prompts: list, size: int | None) -> list[list[int]]:
         out[-1].append(i); key = k
     return out
 
+def prompt_text(prompt) -> str | None:
+    "The last user message of a prompt (a string, or chat messages as TRL passes them)."
+    if isinstance(prompt, list):
+        users = [m.get('content') for m in prompt if isinstance(m, dict) and m.get('role') == 'user']
+        return users[-1] if users else None
+    return prompt
+
 def _call(self, prompts=None, completions=None, log_metric=None, **kwargs) -> list[float]:
     "TRL reward function: one reward per completion; the group of a completion is the completions of its prompt."
     if completions is None: raise ValueError('call the calculator with completions=[...] (and prompts=[...] to group them)')
@@ -308,10 +348,11 @@ def _call(self, prompts=None, completions=None, log_metric=None, **kwargs) -> li
         for j, i in enumerate(idx):
             rows[i] = d = self.breakdown(texts[i], history, [texts[i]])
             if d['bad'] != 'empty' and len(group) > 1:       # the group matrix once, instead of once per question
-                d['diversity'] = float(np.clip(1.0 - np.delete(sims[j], j).mean(), 0.0, 1.0)) if all(group) else \
+                d['diversity'] = _unit(1.0 - np.delete(sims[j], j).mean()) if all(group) else \
                                  self.calculate_diversity(texts[i], [g for g in group if g])
                 d['reward'] = self.combine(d) * (self.no_question_factor if d['bad'] == 'no question' else 1.0)
             if d['bad']: self.bad[d['bad']] += 1
+            d['question'], d['prompt'] = texts[i], prompt_text(prompts[i])
     self.add_to_history([t for t in texts if t])
     self.last, self.calls = rows, self.calls + 1
     summary = {k: float(np.mean([r[k] for r in rows])) for k in (*DEFAULT_WEIGHTS, 'reward')}

@@ -11,31 +11,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core import BadRows, atomic_write_json, atomic_write_text, get_logger, read_jsonl
+from ..core import BadRows, atomic_write_json, atomic_write_text, get_logger, plot_style, read_jsonl
+from ..data.resolve import DEMO_METHODS, demo_diagnostics   # the one resolver of demo: names
 from ..config import Config, ConfigError, param
 
 # %% auto #0
-__all__ = ['log', 'LEGACY_FIELDS', 'TOKEN_FIELDS', 'DEMO_METHODS', 'EXPECTED_RANGES', 'METRICS', 'PLOTS', 'COMPARE_COLUMNS',
-           'demo_diagnostics', 'diagnostics_files', 'load_diagnostics', 'kl_gap', 'range_values', 'metric_stats',
-           'range_share', 'summarize', 'markdown_table', 'summary_markdown', 'plot_alpha_hist', 'plot_ess_ratio_hist',
-           'plot_kl_pair', 'plot_alpha_by_position', 'analyze', 'diagnostics_labels', 'compare_row', 'compare',
-           'AnalyzeConfig', 'run_analysis', 'analyze_main']
+__all__ = ['log', 'LEGACY_FIELDS', 'TOKEN_FIELDS', 'EXPECTED_RANGES', 'METRICS', 'PLOTS', 'COMPARE_COLUMNS', 'diagnostics_files',
+           'load_diagnostics', 'kl_gap', 'range_values', 'metric_stats', 'range_share', 'summarize', 'markdown_table',
+           'summary_markdown', 'plot_alpha_hist', 'plot_ess_ratio_hist', 'plot_kl_pair', 'plot_alpha_by_position',
+           'analyze', 'diagnostics_labels', 'compare_row', 'compare', 'AnalyzeConfig', 'run_analysis', 'analyze_main']
 
 # %% ../../nbs/sampling/12_analysis.ipynb #793b1a0f
 log = get_logger('analysis')
 
 LEGACY_FIELDS = ('alpha_mean', 'ess_ratio_mean', 'kl_theta_mean', 'kl_t_mean')  # the original tool's, with sample_idx
-TOKEN_FIELDS = ('alpha_tokens', 'logp_theta_tokens', 'logp_target_tokens', 'logp_t_tokens', 'logq_tokens')
-DEMO_METHODS = ('fixed', 'entropy', 'kl_symmetry', 'ess_balance')
-
-def demo_diagnostics(method: str) -> Path:
-    "Path of the demo diagnostics file of α `method` (shipped in `data/demo/diagnostics/`)."
-    from mlprep.data.demo import demo_dir; DEMO_DIR = demo_dir()
-    if method not in DEMO_METHODS: raise ValueError(f"no demo diagnostics for {method!r}; choose from {', '.join(DEMO_METHODS)}")
-    path = DEMO_DIR/'diagnostics'/f'{method}.diagnostics.jsonl'
-    if not path.exists(): raise FileNotFoundError(f'no demo diagnostics at {path} (they ship with a source checkout of mlprep)')
-    return path
-
+TOKEN_FIELDS = ('alpha_tokens', 'logp_theta_tokens', 'logp_target_tokens', 'logp_t_tokens', 'logq_tokens', 'logq_sampled_tokens')
 def diagnostics_files(spec: str | Path) -> list[Path]:
     "The files one diagnostics entry names: a path, a glob (shards of one run, sorted), or `demo:METHOD`."
     spec = str(spec)
@@ -44,10 +34,30 @@ def diagnostics_files(spec: str | Path) -> list[Path]:
         files = sorted(Path(p) for p in glob.glob(spec))
         if not files: raise FileNotFoundError(f'no files match {spec}')
         return files
+    if Path(spec).is_dir():
+        files = sorted(Path(spec).glob('*.diagnostics.jsonl'))
+        if not files: raise ValueError(f'{spec} is a folder with no *.diagnostics.jsonl files in it; name the diagnostics files')
+        return files
     if not Path(spec).exists(): raise FileNotFoundError(f'no such diagnostics file: {spec}')
     return [Path(spec)]
 
 # %% ../../nbs/sampling/12_analysis.ipynb #73e16819
+_TEXT_FIELDS = ('alpha_method', 'finish_reason')
+
+def _check_numbers(rec: dict, path, line: int) -> None:
+    "Refuse a per-sample value that is not a number (or null), naming the file, line and field."
+    for k, v in rec.items():
+        if k in TOKEN_FIELDS or k in _TEXT_FIELDS or v is None or isinstance(v, (list, dict)): continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError(f'{path}:{line}: field {k!r} is {v!r}, not a number')
+
+def _check_file(path, records: list) -> None:
+    "Refuse a file with no records, or whose records carry no diagnostics (for example the data file)."
+    if not records: raise ValueError(f'{path}: no diagnostics records (the file is empty, or has no valid line)')
+    if not any(k in r for r in records for k in LEGACY_FIELDS):
+        raise ValueError(f'{path}: no diagnostics fields ({", ".join(LEGACY_FIELDS)}) in {len(records)} record(s): is this the data file? '
+                         'The diagnostics are in OUTPUT.diagnostics.jsonl (mlprep datagen --save_diagnostics)')
+
 def load_diagnostics(path: str | Path | list, token_fields: tuple | None = ('alpha_tokens',),
                      bad: BadRows | None = None) -> pd.DataFrame:
     "One row per sample of a diagnostics JSONL file (or files: a list or glob of shards), sorted by `sample_idx`."
@@ -56,6 +66,7 @@ def load_diagnostics(path: str | Path | list, token_fields: tuple | None = ('alp
     bad = bad if bad is not None else BadRows(log=log)
     rows, seen = [], {}
     for f in files:
+        n_before = len(rows)
         for line, rec in read_jsonl(f, bad):
             idx = rec.get('sample_idx')
             if isinstance(idx, bool) or not isinstance(idx, int):
@@ -63,11 +74,13 @@ def load_diagnostics(path: str | Path | list, token_fields: tuple | None = ('alp
             if idx in seen:
                 bad.add(f, line, 'repeated sample_idx', f'sample_idx={idx} was first read at {seen[idx]}'); continue
             seen[idx] = f'{f}:{line}'
+            _check_numbers(rec, f, line)
             if token_fields is not None:
                 for k in TOKEN_FIELDS:
                     if k not in token_fields: rec.pop(k, None)
             rows.append(rec)
-    df = pd.DataFrame(rows) if rows else pd.DataFrame({'sample_idx': pd.Series(dtype=int)})
+        _check_file(f, rows[n_before:])
+    df = pd.DataFrame(rows)
     for k in df.columns:  # numbers stay numbers; a null (a sample without tokens) becomes NaN
         if k not in TOKEN_FIELDS and k not in ('alpha_method', 'finish_reason') and df[k].dtype == object:
             df[k] = pd.to_numeric(df[k], errors='coerce')
@@ -189,19 +202,23 @@ def _groups(data) -> dict[str, pd.DataFrame]:
         return {str(methods[0]) if len(methods) == 1 else 'diagnostics': data}
     return dict(data)
 
+
 def _finish(fig, path):
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=110, bbox_inches='tight')
     return fig
 
+
 def _share_text(values, check) -> str:
     r = range_share(values, *EXPECTED_RANGES[check])
     return '' if r['share'] is None else f" ({r['share']:.0%} in range)"
 
+# %% ../../nbs/sampling/12_analysis.ipynb #57eb2a02
 def plot_alpha_hist(data, path: str | Path | None = None, bins: int = 40):
-    "Histogram of the per-sample mean α (one DataFrame, or overlaid for a dict of them)."
+    "Histogram of the per-sample mean α (one DataFrame, or overlaid for a dict of them), in mlprep's seaborn style."
     import matplotlib.pyplot as plt
+    sns = plot_style()
     groups = _groups(data)
     fig, ax = plt.subplots(figsize=(6, 3.5), layout='constrained')
     ax.axvspan(*EXPECTED_RANGES['alpha'], color='tab:green', alpha=0.08, label='expected range')
@@ -209,15 +226,17 @@ def plot_alpha_hist(data, path: str | Path | None = None, bins: int = 40):
     for i, (label, df) in enumerate(groups.items()):
         if 'alpha_mean' not in df: continue
         v = df['alpha_mean'].dropna()
-        ax.hist(v, bins=edges, histtype='stepfilled' if len(groups) == 1 else 'step', lw=1.5, alpha=0.8, color=f'C{i}',
-                label=label + _share_text(v, 'alpha'))
+        sns.histplot(x=v.to_numpy(), bins=edges, element='step', fill=len(groups) == 1, lw=1.5, alpha=0.8, color=f'C{i}',
+                     label=label + _share_text(v, 'alpha'), ax=ax)
     ax.set_xlim(0, 1); ax.set_xlabel('α (mean over the tokens of a sample; weight on π_θ)'); ax.set_ylabel('samples')
     ax.set_title('α per sample'); ax.legend(fontsize=8)
     return _finish(fig, path)
 
+# %% ../../nbs/sampling/12_analysis.ipynb #57eb2a03
 def plot_ess_ratio_hist(data, path: str | Path | None = None, bins: int = 40):
     "Histogram of the per-sample mean ESS ratio ESS_θ/ESS_t on a log x axis (non-positive or infinite values are counted in the legend)."
     import matplotlib.pyplot as plt
+    sns = plot_style()
     groups = _groups(data)
     fig, ax = plt.subplots(figsize=(6, 3.5), layout='constrained')
     values = {k: df['ess_ratio_mean'].dropna().astype(float) for k, df in groups.items() if 'ess_ratio_mean' in df}
@@ -229,8 +248,8 @@ def plot_ess_ratio_hist(data, path: str | Path | None = None, bins: int = 40):
     ax.axvline(1, color='k', lw=0.8, ls=':')
     for i, (label, v) in enumerate(good.items()):
         dropped = len(values[label]) - len(v)
-        ax.hist(v, bins=edges, histtype='stepfilled' if len(groups) == 1 else 'step', lw=1.5, alpha=0.8, color=f'C{i}',
-                label=label + _share_text(values[label], 'ess_ratio') + (f', {dropped} not plotted (≤0 or inf)' if dropped else ''))
+        sns.histplot(x=v.to_numpy(), bins=edges, element='step', fill=len(groups) == 1, lw=1.5, alpha=0.8, color=f'C{i}',
+                     label=label + _share_text(values[label], 'ess_ratio') + (f', {dropped} not plotted (≤0 or inf)' if dropped else ''), ax=ax)
     ax.set_xscale('log')
     if edges[-1] / edges[0] < 10:  # less than a decade: plain ticks, not 9×10⁻¹
         from matplotlib.ticker import MaxNLocator, NullFormatter
@@ -240,9 +259,11 @@ def plot_ess_ratio_hist(data, path: str | Path | None = None, bins: int = 40):
     ax.set_title('ESS ratio per sample'); ax.legend(fontsize=8)
     return _finish(fig, path)
 
+# %% ../../nbs/sampling/12_analysis.ipynb #57eb2a04
 def plot_kl_pair(data, path: str | Path | None = None):
     "KL(q‖π_θ) against KL(q‖π_t) per sample, coloured by α, with the line y = x; one panel per run."
     import matplotlib.pyplot as plt
+    plot_style()
     groups = {k: df for k, df in _groups(data).items() if 'kl_theta_mean' in df and 'kl_t_mean' in df}
     n = max(len(groups), 1)
     fig, axes = plt.subplots(1, n, figsize=(3.6 * n + 0.8, 3.6), squeeze=False, sharex=True, sharey=True, layout='constrained')
@@ -262,6 +283,7 @@ def plot_kl_pair(data, path: str | Path | None = None):
     if sc is not None and any('alpha_mean' in df for df in groups.values()): fig.colorbar(sc, ax=axes[0].tolist(), label='α', shrink=0.8)
     return _finish(fig, path)
 
+# %% ../../nbs/sampling/12_analysis.ipynb #57eb2a05
 def _token_matrix(lists, max_samples: int, seed: int = 0) -> np.ndarray:
     "(samples, max length) float array of ragged per-token lists, NaN-padded; at most `max_samples` rows (a fixed random subset)."
     lists = [l for l in lists if isinstance(l, list) and l]
@@ -272,9 +294,11 @@ def _token_matrix(lists, max_samples: int, seed: int = 0) -> np.ndarray:
     for i, l in enumerate(lists): m[i, :len(l)] = np.asarray(l, dtype=np.float32)
     return m
 
+
 def plot_alpha_by_position(data, path: str | Path | None = None, max_samples: int = 2000, min_samples: int = 5):
     "Per-token α by position in the response: mean and 10–90% band over samples (positions with at least `min_samples`); None without `alpha_tokens`."
     import matplotlib.pyplot as plt
+    plot_style()
     groups = {k: df for k, df in _groups(data).items() if 'alpha_tokens' in df and df['alpha_tokens'].notna().any()}
     if not groups: return None
     fig, ax = plt.subplots(figsize=(7, 3.5), layout='constrained')
@@ -309,8 +333,8 @@ def _plot_all(data, out: Path, prefix: str = '') -> dict[str, str]:
 
 def analyze(paths_or_path: str | Path | list, output_dir: str | Path, title: str | None = None) -> dict:
     "Summarise and plot one run's diagnostics (a file, or a list/glob of its shards) into `output_dir`; returns the summary."
+    df = load_diagnostics(paths_or_path)                    # refuses what is not diagnostics before anything is written
     out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)
-    df = load_diagnostics(paths_or_path)
     summary = summarize(df)
     files = _plot_all(df, out)
     summary['files'] = {'summary_json': str(out/'summary.json'), 'summary_md': str(out/'summary.md'), **files}
@@ -398,7 +422,7 @@ class AnalyzeConfig(Config):
         try: named = diagnostics_labels(self.diagnostics, self.labels)
         except ValueError as e: raise ConfigError(f'labels: {e}') from None
         for label, spec in named.items():
-            try: diagnostics_files(spec)
+            try: load_diagnostics(spec)                       # the same errors here as in the run, before it starts
             except (FileNotFoundError, ValueError) as e: raise ConfigError(f'diagnostics: {e}') from None
 
 def run_analysis(cfg: AnalyzeConfig) -> dict:

@@ -4,69 +4,85 @@
 
 # %% ../../nbs/sampling/14_datagen.ipynb #1baae468
 from __future__ import annotations
-import json, os, time
-from functools import partial
+import fcntl, hashlib, json, os, re, socket, sys, time
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
 import torch
 
-from ..core import BadRows, JsonlWriter, atomic_write_json, get_device, get_dtype, get_logger, progress, read_jsonl, set_seed
+from ..core import JsonlWriter, UserError, atomic_write_json, atomic_write_text, get_device, get_dtype, get_logger, progress, read_jsonl, set_seed
 from ..config import Config, ConfigError, param
 from ..data.adapters import ADAPTERS, load_records
 from ..data.models import load_model, load_tokenizer
-from .mixture import ALPHA_METHODS
-from .decode import check_tokenizers, encode_prompt_pair, generate_mixture, generate_mixture_adapters
+from ..data.resolve import resolve_dataset, resolve_model
+from .mixture import SamplingParams
+from .decode import (check_tokenizers, decode_completions, encode_prompt_pair, encode_prompts, generate_mixture,
+                                    generate_mixture_adapters, max_positions)
 
 # %% auto #0
-__all__ = ['TARGET_ADAPTER', 'DatagenConfig', 'diagnostics_path', 'shard_path', 'open_writers', 'resolve_model', 'load_pair',
-           'generate_dataset', 'merge_shards']
+__all__ = ['DATA_SETTINGS', 'TARGET_ADAPTER', 'DatagenConfig', 'side_path', 'diagnostics_path', 'shard_path', 'OutputInUse',
+           'output_lock', 'data_settings', 'check_settings', 'sample_seed', 'open_writers', 'check_embeddings',
+           'load_pair', 'prompt_limit', 'plan_prompts', 'check_output', 'generate_dataset', 'merge_shards',
+           'merge_main', 'demo_step']
 
 # %% ../../nbs/sampling/14_datagen.ipynb #412d5b09
+def _parse_field_map(value) -> dict:
+    "A field map from a dict, JSON/YAML text, or `key=value,key=value`."
+    if isinstance(value, dict) or value is None: return dict(value or {})
+    text = value.strip()
+    if not text: return {}
+    if '=' in text and not text.startswith('{'):
+        pairs = [p.split('=', 1) for p in text.split(',') if p.strip()]
+        if any(len(p) != 2 or not p[0].strip() for p in pairs): raise ConfigError(f'field_map={value!r}: use key=value,key=value or JSON')
+        return {k.strip(): v.strip() for k, v in pairs}
+    try: out = json.loads(text)
+    except json.JSONDecodeError as e: raise ConfigError(f'field_map={value!r} is neither JSON nor key=value,...: {e}') from None
+    if not isinstance(out, dict): raise ConfigError(f'field_map={value!r} must be a mapping')
+    return out
+
+# %% ../../nbs/sampling/14_datagen.ipynb #412d5b02
 @dataclass
-class DatagenConfig(Config):
+class DatagenConfig(Config, SamplingParams):
     "Sample responses from q* ∝ π_θ^α · π_t^(1−α) for a dataset's prompts; write chat JSONL and diagnostics."
     model_theta: str = param('tiny:theta', 'current policy π_θ: hub name, local path, or tiny:theta')
-    model_t: str | None = param('tiny:target', 'target policy π_t: hub name, local path, tiny:target, or a LoRA adapter folder of model_theta (default: model_theta)')
+    model_t: str | None = param(None, 'target policy π_t: hub name, local path, tiny:target, or a LoRA adapter folder of model_theta (default: model_theta)')
     dataset: str = param('demo:deepscaler', 'hub name, local json/jsonl/parquet, or demo:NAME')
     dataset_adapter: str = param('deepscaler', 'adapter: deepscaler, openmathreasoning, finetome, hh_rlhf, pairs, generic')
-    field_map: dict = param({}, 'generic adapter: canonical name -> your field')
+    field_map: dict | str | None = param({}, 'generic adapter: canonical name -> your field, as JSON or key=value,key=value')
     split: str = param('train', 'split of a hub dataset')
     output: str = param('outputs/datagen/generated.jsonl', 'output JSONL (diagnostics go to OUTPUT.diagnostics.jsonl)')
-    alpha_method: Literal['fixed', 'entropy', 'kl_symmetry', 'ess_balance'] = param('kl_symmetry', 'how α is chosen per token')
-    fixed_alpha: float = param(0.5, "α for alpha_method='fixed' (weight on π_θ)")
-    alpha_min: float = param(0.0, 'clamp α from below after solving')
-    alpha_max: float = param(1.0, 'clamp α from above after solving')
     num_samples: int | None = param(None, 'number of prompts to use (default: all)')
     batch_size: int = param(4, 'prompts per batch')
     max_new_tokens: int = param(512, 'longest response in tokens')
     max_prompt_tokens: int = param(1024, 'prompts longer than this (in either model\'s tokens) are handled by long_prompts')
-    long_prompts: Literal['truncate', 'skip'] = param('truncate', 'truncate over-long prompts from the left (keep the end) or skip them; both are counted')
-    temperature: float = param(1.0, 'temperature of q* (0: greedy)')
-    top_k: int = param(0, 'top-k on q* after mixing (0: off)')
-    top_p: float = param(1.0, 'top-p on q* after mixing (1: off)')
+    long_prompts: Literal['truncate', 'skip', 'refuse'] = param('truncate', 'a prompt over max_prompt_tokens or the models\' positions: truncate from the left (keep the end), skip it, or refuse the run before generating')
     theta_chat_template: bool = param(False, 'give π_θ the chat template (default: the raw prompt)')
     target_chat_template: bool = param(True, 'give π_t the chat template')
     dtype: str = param('auto', 'float32, bfloat16, float16 or auto')
     device: str = param('auto', 'auto, cpu, cuda, cuda:N, mps')
-    seed: int = param(42, 'random seed')
+    seed: int = param(42, 'random seed (each sample draws from its own stream, seeded from seed and sample_idx)')
     save_diagnostics: bool = param(False, 'write OUTPUT.diagnostics.jsonl')
-    save_token_logprobs: bool = param(False, 'with diagnostics: per-token log π_θ, log π_t, log q of the sampled tokens')
+    save_token_logprobs: bool = param(False, 'with diagnostics: per-token log π_θ, log π_t, log q* and the log-prob under the sampling distribution of the sampled tokens')
     num_shards: int = param(1, 'split the prompts into this many shards (processes or SLURM array tasks)')
     shard_index: int | None = param(None, 'which shard this process writes (default: $SLURM_ARRAY_TASK_ID, else 0)')
     trust_remote_code: bool = param(False, 'allow model code from the hub (off by default)')
 
     def check(self):
+        try: SamplingParams.check(self)
+        except ValueError as e: raise ConfigError(str(e)) from None
+        self.field_map = _parse_field_map(self.field_map)
         if self.dataset_adapter not in ADAPTERS: raise ConfigError(f"dataset_adapter='{self.dataset_adapter}' is not one of {sorted(ADAPTERS)}")
-        if not 0 <= self.fixed_alpha <= 1: raise ConfigError(f'fixed_alpha={self.fixed_alpha} must be in [0, 1]')
-        if not 0 <= self.alpha_min <= self.alpha_max <= 1: raise ConfigError(f'need 0 <= alpha_min ({self.alpha_min}) <= alpha_max ({self.alpha_max}) <= 1')
         for k in ('batch_size', 'max_new_tokens', 'max_prompt_tokens', 'num_shards'):
             if getattr(self, k) < 1: raise ConfigError(f'{k}={getattr(self, k)} must be at least 1')
-        if self.temperature < 0: raise ConfigError(f'temperature={self.temperature} must not be negative')
-        if not 0 < self.top_p <= 1: raise ConfigError(f'top_p={self.top_p} must be in (0, 1]')
+        if self.num_samples is not None and self.num_samples < 1: raise ConfigError(f'num_samples={self.num_samples} must be at least 1 (or unset: all)')
         if self.shard_index is not None and not 0 <= self.shard_index < self.num_shards:
             raise ConfigError(f'shard_index={self.shard_index} must be in [0, num_shards={self.num_shards})')
+
+    @property
+    def sampling(self) -> SamplingParams: return SamplingParams.of(self)
 
     @property
     def shard(self) -> int:
@@ -74,20 +90,86 @@ class DatagenConfig(Config):
         return int(os.environ.get('SLURM_ARRAY_TASK_ID', 0)) if self.num_shards > 1 else 0
 
 # %% ../../nbs/sampling/14_datagen.ipynb #c4a37ea8
+def side_path(output: str | Path, kind: str) -> Path:
+    "A file beside `output`: `gen.jsonl` → `gen.KIND.jsonl` for diagnostics, `gen.KIND.json` for settings/plan/summary."
+    p = Path(output)
+    return p.with_name(f'{p.stem}.{kind}' + ((p.suffix or '.jsonl') if kind == 'diagnostics' else '.json'))
+
 def diagnostics_path(output: str | Path) -> Path:
     "`data/x.jsonl` → `data/x.diagnostics.jsonl`."
-    p = Path(output)
-    return p.with_name(p.stem + '.diagnostics' + (p.suffix or '.jsonl'))
+    return side_path(output, 'diagnostics')
 
 def shard_path(output: str | Path, shard: int, num_shards: int) -> Path:
     "The output file of shard `shard` of `num_shards` (the output itself when there is one shard)."
     p = Path(output)
     return p if num_shards == 1 else p.with_name(f'{p.stem}.shard-{shard}-of-{num_shards}{p.suffix or ".jsonl"}')
 
+# %% ../../nbs/sampling/14_datagen.ipynb #5b0c0002
+class OutputInUse(UserError):
+    "Another live process holds the output's lock."
+
+@contextmanager
+def output_lock(output: str | Path):
+    "Hold the exclusive lock of `output` (`OUTPUT.lock`); yields a dict in which setting `started=True` keeps the files on error."
+    output = Path(output)
+    made = [p for p in [output.parent, *output.parent.parents] if not p.exists()]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    path = output.with_name(output.name + '.lock')
+    new = not path.exists()
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 4096, 0).decode('utf-8', 'replace').strip() or 'another process'
+        os.close(fd)
+        raise OutputInUse(f'{output} is being written by {holder}; wait for it to finish, or choose another output') from None
+    state = dict(started=False)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%H:%M:%S')} ({' '.join(sys.argv[:6])[:300]})".encode(), 0)
+        yield state
+    except BaseException:
+        if not state['started']:
+            if new: path.unlink(missing_ok=True)
+            for p in made:
+                try: p.rmdir()
+                except OSError: break
+        raise
+    finally: os.close(fd)
+
+# %% ../../nbs/sampling/14_datagen.ipynb #5b0c0004
+DATA_SETTINGS = ('model_theta', 'model_t', 'dataset', 'dataset_adapter', 'field_map', 'split', 'num_samples', *SamplingParams.keys(),
+                 'max_new_tokens', 'max_prompt_tokens', 'long_prompts', 'theta_chat_template', 'target_chat_template', 'dtype',
+                 'seed', 'num_shards', 'save_token_logprobs')
+
+def data_settings(cfg: DatagenConfig) -> dict:
+    "The settings that define the data `cfg` generates."
+    d = cfg.to_dict()
+    d['model_t'] = d['model_t'] or d['model_theta']
+    return {k: d[k] for k in DATA_SETTINGS}
+
+def check_settings(output: Path, settings: dict) -> dict | None:
+    "The stored settings of `output` (None for a new output); raise `ConfigError` if they differ from `settings`."
+    path = side_path(output, 'settings')
+    has_data = output.exists() and output.stat().st_size > 0
+    if not path.exists():
+        if has_data: raise ConfigError(f'{output} exists but has no {path.name}: it was not written by this version of mlprep datagen; '
+                                       'choose another --output, or delete the file to start over')
+        return None
+    try: stored = json.loads(path.read_text())
+    except json.JSONDecodeError as e: raise ConfigError(f'{path}: not valid JSON ({e}); delete the output and its side files to start over') from None
+    old = stored.get('settings', {})
+    diff = [f'{k}: {old.get(k)!r} → {settings.get(k)!r}' for k in settings if old.get(k) != settings.get(k)]
+    if diff: raise ConfigError(f'{output} was made with other settings ({"; ".join(diff)}); rerun with the same settings to resume, '
+                               'or write to another --output (or delete it and its side files) to start a fresh file')
+    return stored
+
 # %% ../../nbs/sampling/14_datagen.ipynb #76406c72
+def sample_seed(seed: int, sample_idx: int) -> int:
+    "The seed of sample `sample_idx`'s random stream: a hash of (seed, sample_idx), so streams do not overlap."
+    return int.from_bytes(hashlib.sha256(f'{seed}:{sample_idx}'.encode()).digest()[:8], 'little') & (2**63 - 1)
+
 def _rewrite_keeping(path: Path, keep: set) -> int:
     "Rewrite a JSONL file atomically keeping only records whose sample_idx is in `keep`; returns how many were dropped."
-    from mlprep.core import atomic_write_text
     lines, dropped = [], 0
     for _, rec in read_jsonl(path):
         if rec.get('sample_idx') in keep: lines.append(json.dumps(rec, ensure_ascii=False))
@@ -110,14 +192,6 @@ def open_writers(output: Path, save_diagnostics: bool) -> tuple[JsonlWriter, Jso
     return data, diag
 
 # %% ../../nbs/sampling/14_datagen.ipynb #10d69594
-def resolve_model(name: str) -> str:
-    "`tiny:theta` / `tiny:target` → the tiny pair's directories; anything else unchanged."
-    if name in ('tiny:theta', 'tiny:target'):
-        from mlprep.data.tiny import tiny_pair
-        theta, target = tiny_pair()
-        return theta if name == 'tiny:theta' else target
-    return name
-
 TARGET_ADAPTER = 'target'  # the adapter name π_t gets when `model_t` is a LoRA adapter of `model_theta`
 
 def _adapter_base(path: str) -> str | None:
@@ -130,13 +204,22 @@ def _adapter_base(path: str) -> str | None:
 def _same_model(a: str, b: str) -> bool:
     return a == b or (Path(a).exists() and Path(b).exists() and Path(a).resolve() == Path(b).resolve())
 
+def check_embeddings(model, tokenizer, name: str) -> None:
+    "Refuse a model whose input embedding table is smaller than its tokenizer."
+    rows, tokens = model.get_input_embeddings().num_embeddings, len(tokenizer)
+    if rows < tokens: raise ValueError(f'{name}: the embedding table has {rows} rows but the tokenizer has {tokens} tokens; '
+                                       'use the tokenizer that belongs to this model')
+
 def load_pair(cfg: DatagenConfig):
     "Load π_θ, π_t and their tokenizers (π_t is π_θ itself when `model_t` is unset or the same path; a peft model when it is a LoRA adapter of π_θ)."
+    log = get_logger('datagen')
     device = get_device(cfg.device); dtype = get_dtype(cfg.dtype, device)
     theta_name = resolve_model(cfg.model_theta)
     target_name = resolve_model(cfg.model_t or cfg.model_theta)
+    log.info(f'π_θ = {cfg.model_theta}, π_t = {cfg.model_t or cfg.model_theta}' + ('' if cfg.model_t else ' (model_t not given: the same model, different prompt formats)'))
     theta = load_model(theta_name, dtype=dtype, device=device, trust_remote_code=cfg.trust_remote_code)
     tok_theta = load_tokenizer(theta_name, trust_remote_code=cfg.trust_remote_code)
+    check_embeddings(theta, tok_theta, f'model_theta {cfg.model_theta}')
     base = _adapter_base(target_name)
     if target_name == theta_name: target, tok_target = theta, tok_theta
     elif base is not None:
@@ -145,76 +228,55 @@ def load_pair(cfg: DatagenConfig):
                                     trust_remote_code=cfg.trust_remote_code)
         if _same_model(base, theta_name):  # one model, two adapters: '__base__' for π_θ, TARGET_ADAPTER for π_t
             theta = target = PeftModel.from_pretrained(theta, target_name, adapter_name=TARGET_ADAPTER).eval()
-            get_logger('datagen').info(f'π_t = π_θ + the LoRA adapter {target_name}: one batched forward per step')
+            log.info(f'π_t = π_θ + the LoRA adapter {target_name}: one batched forward per step')
         else:
             base_model = load_model(base, dtype=dtype, device=device, trust_remote_code=cfg.trust_remote_code)
             target = PeftModel.from_pretrained(base_model, target_name).eval()
     else:
         target = load_model(target_name, dtype=dtype, device=device, trust_remote_code=cfg.trust_remote_code)
         tok_target = load_tokenizer(target_name, trust_remote_code=cfg.trust_remote_code)
+    check_embeddings(target, tok_target, f'model_t {cfg.model_t or cfg.model_theta}')
     return theta, target, tok_theta, tok_target
 
-# %% ../../nbs/sampling/14_datagen.ipynb #666eb837
-def generate_dataset(cfg: DatagenConfig) -> dict:
-    "Generate responses for `cfg.dataset`'s prompts into `cfg.output` (resumable); returns a summary dict."
-    log = get_logger('datagen')
-    set_seed(cfg.seed)
-    shard = cfg.shard
-    out = shard_path(cfg.output, shard, cfg.num_shards); out.parent.mkdir(parents=True, exist_ok=True)
-    from mlprep.data.prepare import resolve_dataset
-    recs = load_records(resolve_dataset(cfg.dataset), adapter=cfg.dataset_adapter, kind='prompt', num_samples=cfg.num_samples,
-                        seed=cfg.seed, split=cfg.split, field_map=cfg.field_map or None)
-    bad = recs.bad
-    prompts = [(i, r['prompt']) for i, r in enumerate(recs.records) if i % cfg.num_shards == shard]
-    data_w, diag_w = open_writers(out, cfg.save_diagnostics)
-    todo = [(i, p) for i, p in prompts if i not in data_w.done]
-    log.info(f'{len(prompts)} prompts in shard {shard}/{cfg.num_shards}; {len(prompts) - len(todo)} already done; {len(todo)} to generate')
-    theta, target, tok_theta, tok_target = load_pair(cfg)
-    vocab = check_tokenizers(tok_theta, tok_target)
-    eos = sorted({t for tok in (tok_theta, tok_target) for t in _eos_ids(tok)})
-    gen = torch.Generator(device=theta.device).manual_seed(cfg.seed + 1000 * shard)
-    if theta is target and TARGET_ADAPTER in (getattr(theta, 'peft_config', None) or {}):
-        generate = partial(generate_mixture_adapters, theta, target_adapter=TARGET_ADAPTER)
-    else: generate = partial(generate_mixture, theta, target)
-    counts = dict(long_prompts=0, generated=0, tokens=0)
-    t0, bar = time.time(), progress(total=len(todo), desc=f'datagen ({cfg.alpha_method})', unit='sample')
-    try:
-        for b in range(0, len(todo), cfg.batch_size):
-            batch = todo[b:b + cfg.batch_size]
-            tb, pb, kept = encode_prompt_pair(tok_theta, tok_target, [p for _, p in batch], cfg.theta_chat_template,
-                                              cfg.target_chat_template, cfg.max_prompt_tokens, cfg.long_prompts)
-            counts['long_prompts'] += int((tb['truncated'] | pb['truncated']).sum()) if cfg.long_prompts == 'truncate' else len(batch) - len(kept)
-            bar.update(len(batch) - len(kept))
-            batch = [batch[i] for i in kept]
-            if not batch: continue
-            res = generate(_model_inputs(tb, theta.device), _model_inputs(pb, target.device), alpha_method=cfg.alpha_method, fixed_alpha=cfg.fixed_alpha,
-                                   clamp=(cfg.alpha_min, cfg.alpha_max) if (cfg.alpha_min, cfg.alpha_max) != (0.0, 1.0) else None,
-                                   max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
-                                   eos_token_ids=eos, pad_token_id=tok_theta.pad_token_id, vocab_size=vocab, generator=gen,
-                                   return_token_logprobs=cfg.save_token_logprobs)
-            for row, (idx, prompt) in enumerate(batch):
-                n = int(res.lengths[row])
-                response = tok_theta.decode(res.tokens[row, :n].tolist(), skip_special_tokens=True).strip()
-                if diag_w is not None:
-                    diag_w.write({'sample_idx': idx, 'alpha_method': cfg.alpha_method, **res.samples[row]})
-                data_w.write({'messages': [{'role': 'user', 'content': prompt}, {'role': 'assistant', 'content': response}],
-                              'sample_idx': idx})
-                counts['generated'] += 1; counts['tokens'] += n
-            bar.update(len(batch))
-            dt = max(time.time() - t0, 1e-9)
-            bar.set_postfix(samples_s=f"{counts['generated'] / dt:.2f}", tokens_s=f"{counts['tokens'] / dt:.1f}")
-    finally:
-        bar.close(); data_w.close()
-        if diag_w is not None: diag_w.close()
-    dt = time.time() - t0
-    summary = dict(output=str(out), diagnostics=str(diagnostics_path(out)) if cfg.save_diagnostics else None,
-                   shard=shard, num_shards=cfg.num_shards, prompts=len(prompts), resumed=len(prompts) - len(todo),
-                   bad_rows=bad.total, bad_by_reason=dict(bad.counts), seconds=round(dt, 1),
-                   samples_per_s=round(counts['generated'] / dt, 3) if dt else None,
-                   tokens_per_s=round(counts['tokens'] / dt, 1) if dt else None, **counts)
-    atomic_write_json(out.with_name(out.stem + '.summary.json'), summary)
-    log.info(f"datagen: {counts['generated']} samples, {counts['tokens']} tokens in {dt:.1f} s -> {out}")
-    return summary
+# %% ../../nbs/sampling/14_datagen.ipynb #5b0c0009
+def prompt_limit(cfg: DatagenConfig, theta, target) -> int:
+    "The most prompt tokens a sample may have: max_prompt_tokens, and room for max_new_tokens in each model's positions."
+    limit = cfg.max_prompt_tokens
+    for name, model in (('model_theta', theta), ('model_t', target)):
+        n = max_positions(model)
+        if n is None: continue
+        if n - cfg.max_new_tokens < 1:
+            raise ConfigError(f'max_new_tokens={cfg.max_new_tokens} leaves no room for a prompt in the {n} positions of {name} ({getattr(cfg, name) or cfg.model_theta})')
+        limit = min(limit, n - cfg.max_new_tokens)
+    return limit
+
+def plan_prompts(cfg: DatagenConfig, prompts: list, tok_theta, tok_target, limit: int) -> tuple[list, dict, int]:
+    "The (sample_idx, prompt) pairs to generate, {sample_idx: why} of those skipped, and how many will be truncated."
+    keep, skipped, truncated = [], {}, 0
+    for idx, prompt in prompts:
+        n = max(len(encode_prompts(tok_theta, [prompt], cfg.theta_chat_template)['input_ids'][0]),
+                len(encode_prompts(tok_target, [prompt], cfg.target_chat_template)['input_ids'][0]))
+        if n <= limit: keep.append((idx, prompt)); continue
+        if cfg.long_prompts == 'refuse':
+            raise ConfigError(f'sample_idx {idx}: the prompt has {n} tokens, more than the {limit} allowed (max_prompt_tokens={cfg.max_prompt_tokens}, '
+                              f'max_new_tokens={cfg.max_new_tokens} and the models\' positions); use --long_prompts truncate or skip')
+        if cfg.long_prompts == 'skip': skipped[idx] = f'prompt of {n} tokens > {limit}'
+        else: keep.append((idx, prompt)); truncated += 1
+    return keep, skipped, truncated
+
+# %% ../../nbs/sampling/14_datagen.ipynb #5b0c0011
+def check_output(output: Path, dataset: str) -> None:
+    "Refuse an output that is not a file path, or that (or its diagnostics file) is the dataset file or lies inside the dataset folder."
+    if output.exists() and not output.is_file():
+        raise ConfigError(f'output {output} is a folder or a device, not a file: give a file path such as {output}/generated.jsonl'
+                          if output.is_dir() else f'output {output} is not a regular file: give a file path')
+    ds = Path(dataset)
+    if not ds.exists(): return
+    ds = ds.resolve()
+    for p in (output, diagnostics_path(output)):
+        p = p.resolve()
+        if p == ds or ds.is_dir() and ds in p.parents:
+            raise ConfigError(f'output {p} would overwrite the dataset {ds}' if p == ds else f'output {p} is inside the dataset folder {ds}; write elsewhere')
 
 def _eos_ids(tok) -> list[int]:
     ids = [tok.eos_token_id] if tok.eos_token_id is not None else []
@@ -224,39 +286,156 @@ def _eos_ids(tok) -> list[int]:
 def _model_inputs(batch: dict, device) -> dict:
     return {k: batch[k].to(device) for k in ('input_ids', 'attention_mask')}
 
+# %% ../../nbs/sampling/14_datagen.ipynb #666eb837
+def generate_dataset(cfg: DatagenConfig) -> dict:
+    "Generate responses for `cfg.dataset`'s prompts into `cfg.output` (resumable, guarded); returns a summary dict."
+    log = get_logger('datagen')
+    set_seed(cfg.seed)
+    shard, out = cfg.shard, shard_path(cfg.output, cfg.shard, cfg.num_shards)
+    dataset = resolve_dataset(cfg.dataset)
+    check_output(out, dataset)
+    recs = load_records(dataset, adapter=cfg.dataset_adapter, kind='prompt', num_samples=cfg.num_samples,
+                        seed=cfg.seed, split=cfg.split, field_map=cfg.field_map or None)
+    prompts = [(i, r['prompt']) for i, r in enumerate(recs.records) if i % cfg.num_shards == shard]
+    settings = data_settings(cfg)
+    with output_lock(out) as lock:
+        stored = check_settings(out, settings)
+        save_diagnostics = cfg.save_diagnostics or bool(stored and stored.get('save_diagnostics'))
+        if save_diagnostics and not cfg.save_diagnostics: log.info(f'{out}: the run so far saved diagnostics; still saving them so they stay complete')
+        theta, target, tok_theta, tok_target = load_pair(cfg)
+        vocab = check_tokenizers(tok_theta, tok_target)
+        limit = prompt_limit(cfg, theta, target)
+        keep, skipped, truncated = plan_prompts(cfg, prompts, tok_theta, tok_target, limit)
+        lock['started'] = True                                                  # from here on the files stay
+        atomic_write_json(side_path(out, 'settings'), dict(settings=settings, save_diagnostics=save_diagnostics))
+        atomic_write_json(side_path(out, 'plan'), dict(num_prompts=len(recs.records), num_shards=cfg.num_shards, shard=shard,
+                                                       samples=[i for i, _ in prompts], skipped={str(i): r for i, r in skipped.items()}))
+        data_w, diag_w = open_writers(out, save_diagnostics)
+        summary = _generate(cfg, keep, data_w, diag_w, theta, target, tok_theta, tok_target, vocab, limit, log)
+    summary = dict(output=str(out), diagnostics=str(diagnostics_path(out)) if save_diagnostics else None, shard=shard,
+                   num_shards=cfg.num_shards, prompts=len(prompts), skipped=len(skipped), truncated=truncated,
+                   long_prompts=len(skipped) + truncated, bad_rows=recs.bad.total, bad_by_reason=dict(recs.bad.counts), **summary)
+    atomic_write_json(side_path(out, 'summary'), summary)
+    log.info(f"datagen: {summary['generated']} samples, {summary['tokens']} tokens in {summary['seconds']} s -> {out}")
+    return summary
+
+# %% ../../nbs/sampling/14_datagen.ipynb #5b0c0014
+def _generate(cfg, keep, data_w, diag_w, theta, target, tok_theta, tok_target, vocab, limit, log) -> dict:
+    "Generate the planned samples not yet written; returns counts and speed."
+    eos = sorted({t for tok in (tok_theta, tok_target) for t in _eos_ids(tok)})
+    if theta is target and TARGET_ADAPTER in (getattr(theta, 'peft_config', None) or {}):
+        generate = partial(generate_mixture_adapters, theta, target_adapter=TARGET_ADAPTER)
+    else: generate = partial(generate_mixture, theta, target)
+    batches = [keep[b:b + cfg.batch_size] for b in range(0, len(keep), cfg.batch_size)]
+    done = sum(i in data_w.done for i, _ in keep)
+    log.info(f'{len(keep)} samples planned in shard {cfg.shard}/{cfg.num_shards}; {done} already written; {len(keep) - done} to generate')
+    counts, t0 = dict(resumed=done, generated=0, tokens=0), time.time()
+    bar = progress(total=len(keep), initial=done, desc=f'datagen ({cfg.alpha_method})', unit='sample')
+    try:
+        for batch in batches:
+            if all(i in data_w.done for i, _ in batch): continue
+            tb, pb, _ = encode_prompt_pair(tok_theta, tok_target, [p for _, p in batch], cfg.theta_chat_template,
+                                           cfg.target_chat_template, limit, 'truncate')
+            gens = [torch.Generator(device=theta.device).manual_seed(sample_seed(cfg.seed, i)) for i, _ in batch]
+            res = generate(_model_inputs(tb, theta.device), _model_inputs(pb, target.device), cfg.sampling,
+                           max_new_tokens=cfg.max_new_tokens, eos_token_ids=eos, pad_token_id=tok_theta.pad_token_id,
+                           vocab_size=vocab, generator=gens, return_token_logprobs=cfg.save_token_logprobs)
+            for row, ((idx, prompt), text) in enumerate(zip(batch, decode_completions(tok_theta, res))):
+                if idx in data_w.done: continue
+                if diag_w is not None: diag_w.write({'sample_idx': idx, 'alpha_method': cfg.alpha_method, **res.samples[row]})
+                data_w.write({'messages': [{'role': 'user', 'content': prompt}, {'role': 'assistant', 'content': text.strip()}],
+                              'sample_idx': idx})
+                counts['generated'] += 1; counts['tokens'] += int(res.lengths[row]); bar.update(1)
+            dt = max(time.time() - t0, 1e-9)
+            bar.set_postfix(samples_s=f"{counts['generated'] / dt:.2f}", tokens_s=f"{counts['tokens'] / dt:.1f}")
+    finally:
+        bar.close(); data_w.close()
+        if diag_w is not None: diag_w.close()
+    dt = time.time() - t0
+    return dict(counts, seconds=round(dt, 1), samples_per_s=round(counts['generated'] / dt, 3) if dt else None,
+                tokens_per_s=round(counts['tokens'] / dt, 1) if dt else None)
+
 # %% ../../nbs/sampling/14_datagen.ipynb #07e6127c
-def merge_shards(output: str | Path, num_shards: int, expected: int | None = None) -> dict:
-    "Merge the shard files of `output` (data and diagnostics) sorted by sample_idx; fail if a sample is missing or doubled."
+_SHARD = re.compile(r'\.shard-(\d+)-of-(\d+)\.plan\.json$')
+
+def _plans(output: Path, num_shards: int) -> dict[int, dict]:
+    "The plans of the shards of `output` that started, by shard; refuses a num_shards that is not the run's."
+    if num_shards < 2: raise ConfigError(f'num_shards={num_shards}: a sharded run has at least 2 shards (a run of 1 shard writes the output itself)')
+    found = {int(m.group(2)) for p in output.parent.glob(f'{output.stem}.shard-*-of-*.plan.json') if (m := _SHARD.search(p.name))}
+    if num_shards not in found:
+        if found: raise ConfigError(f'{output}: the run has {", ".join(map(str, sorted(found)))} shards, not num_shards={num_shards}')
+        raise ConfigError(f'{output}: no shard of it has started (no {output.stem}.shard-K-of-{num_shards}.plan.json)')
+    plans = {}
+    for k in range(num_shards):
+        p = side_path(shard_path(output, k, num_shards), 'plan')
+        if p.exists(): plans[k] = json.loads(p.read_text())
+    return plans
+
+def _read_shard(path: Path, allowed: set, seen: dict, label: str) -> list[dict]:
+    "The records of one shard file (none if it does not exist), checking that each belongs to the shard, once."
+    recs = []
+    if not path.exists(): return recs
+    for line, r in read_jsonl(path):
+        i = r.get('sample_idx')
+        if i in seen: raise ValueError(f'{label}: sample_idx {i} appears twice: {seen[i]} and {path}:{line}')
+        if i not in allowed: raise ValueError(f'{label}: {path}:{line}: sample_idx {i} does not belong to this shard')
+        seen[i] = f'{path}:{line}'; recs.append(r)
+    return recs
+
+# %% ../../nbs/sampling/14_datagen.ipynb #5b0c0015
+def merge_shards(output: str | Path, num_shards: int) -> dict:
+    "Merge the shard files of `output` (data and diagnostics) sorted by sample_idx; fail, writing nothing, unless complete."
     output = Path(output)
-    result = {}
-    for kind, path_of in (('data', lambda p: p), ('diagnostics', diagnostics_path)):
-        files = [path_of(shard_path(output, k, num_shards)) for k in range(num_shards)]
-        if kind == 'diagnostics' and not any(f.exists() for f in files): continue
-        missing_files = [str(f) for f in files if not f.exists()]
-        if missing_files: raise FileNotFoundError(f'missing shard file(s): {missing_files}')
-        recs, seen = [], {}
-        for f in files:
-            for line, r in read_jsonl(f):
-                i = r.get('sample_idx')
-                if i in seen: raise ValueError(f'sample_idx {i} appears twice: {seen[i]} and {f}:{line}')
-                seen[i] = f'{f}:{line}'; recs.append(r)
-        if expected is None: expected = _expected_from_summaries(output, num_shards)
-        n = expected if expected is not None else (max(seen) + 1 if seen else 0)
-        missing = sorted(set(range(n)) - set(seen))
-        if missing: raise ValueError(f'{kind}: {len(missing)} sample(s) missing from the shards, e.g. sample_idx {missing[:10]}')
-        from mlprep.core import atomic_write_text
-        dest = path_of(output)
-        atomic_write_text(dest, ''.join(json.dumps(r, ensure_ascii=False) + '\n' for r in sorted(recs, key=lambda r: r['sample_idx'])))
-        result[kind] = dict(path=str(dest), samples=len(recs))
+    plans = _plans(output, num_shards)
+    total = next(iter(plans.values()))['num_prompts']
+    kinds = [('data', lambda p: p)] + ([('diagnostics', diagnostics_path)] if any(
+        diagnostics_path(shard_path(output, k, num_shards)).exists() for k in range(num_shards)) else [])
+    merged, result = {}, {}
+    for kind, path_of in kinds:
+        recs, seen, missing = [], {}, {}
+        for k in range(num_shards):
+            plan = plans.get(k)
+            allowed = set(plan['samples']) if plan else {i for i in range(total) if i % num_shards == k}
+            expected = allowed - {int(i) for i in (plan or {}).get('skipped', {})}
+            recs += _read_shard(path_of(shard_path(output, k, num_shards)), allowed, seen, kind)
+            lost = sorted(expected - set(seen))
+            if lost: missing[k] = (lost, plan is not None)
+        if missing:
+            n = sum(len(v[0]) for v in missing.values())
+            where = '; '.join(f"shard {k}: {len(v[0])} (e.g. sample_idx {v[0][:5]}){'' if v[1] else ', never started'}" for k, v in missing.items())
+            raise ValueError(f'{kind}: {n} sample(s) missing from the shards of {output} ({where}); rerun those shards with the same flags, then merge again')
+        merged[kind] = (path_of(output), recs)
+    with output_lock(output) as lock:
+        lock['started'] = True
+        for kind, (dest, recs) in merged.items():
+            atomic_write_text(dest, ''.join(json.dumps(r, ensure_ascii=False) + '\n' for r in sorted(recs, key=lambda r: r['sample_idx'])))
+            result[kind] = dict(path=str(dest), samples=len(recs))
+    result['skipped'] = sum(len(p.get('skipped', {})) for p in plans.values())
     return result
 
-#| export
-def _expected_from_summaries(output: Path, num_shards: int) -> int | None:
-    "The number of samples the shards were asked for, from their summary files (None if any is missing)."
-    total = 0
-    for k in range(num_shards):
-        p = shard_path(output, k, num_shards)
-        summary = p.with_name(p.stem + '.summary.json')
-        if not summary.exists(): return None
-        total += json.loads(summary.read_text())['prompts']
-    return total
+def merge_main(argv: list[str] | None = None) -> int:
+    "`mlprep merge OUTPUT --num_shards N`: put the shards of a datagen run together (exit 0), or say what is missing."
+    import argparse
+    p = argparse.ArgumentParser(prog='mlprep merge', description=merge_main.__doc__)
+    p.add_argument('output', help='the --output the shards were run with')
+    p.add_argument('--num_shards', type=int, required=True, help='the --num_shards the shards were run with')
+    p.error = lambda message: (_ for _ in ()).throw(ConfigError(f'mlprep merge: {message}'))
+    a = p.parse_args(argv)
+    print(json.dumps(merge_shards(a.output, a.num_shards), indent=1))
+    return 0
+
+# %% ../../nbs/sampling/14_datagen.ipynb #5b0c0017
+def demo_step(out: Path, run_stage, progress: bool = True, methods: str = 'kl_symmetry', num_samples: int = 32,
+              max_new_tokens: int = 64) -> dict:
+    "Generate demo data with each α method of `methods` (comma-separated) and compare their diagnostics; label -> path."
+    out, made, diagnostics = Path(out), {}, []
+    for method in [m.strip() for m in str(methods).split(',') if m.strip()]:
+        rd = run_stage('datagen', dict(alpha_method=method, num_samples=num_samples, max_new_tokens=max_new_tokens),
+                       output_dir=out/f'datagen-{method}', progress=progress)
+        made[f'datagen ({method}): data'] = rd/'generated.jsonl'
+        made[f'datagen ({method}): report'] = rd/'datagen.ipynb'
+        diagnostics.append(f'{method}={rd / "generated.diagnostics.jsonl"}')
+    rd = run_stage('diagnostics', dict(diagnostics=diagnostics), output_dir=out/'diagnostics', progress=progress)
+    made['diagnostics: plots and summary'] = rd
+    made['diagnostics: report'] = rd/'diagnostics.ipynb'
+    return made

@@ -12,11 +12,11 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from ..core import get_logger
-from .mixture import ALPHA_METHODS, aggregate_diagnostics, mixture_step, sample_next
+from .mixture import SamplingParams, aggregate_diagnostics, mixture_step, sample_next, sampling_logprobs
 
 # %% auto #0
-__all__ = ['log', 'check_tokenizers', 'encode_prompts', 'encode_prompt_pair', 'MixtureOutput', 'generate_mixture',
-           'generate_mixture_nocache', 'generate_mixture_adapters', 'decode_completions']
+__all__ = ['log', 'check_tokenizers', 'encode_prompts', 'encode_prompt_pair', 'max_positions', 'MixtureOutput',
+           'generate_mixture', 'generate_mixture_nocache', 'generate_mixture_adapters', 'decode_completions']
 
 # %% ../../nbs/sampling/11_decode.ipynb #8fba4da4
 log = get_logger('decode')
@@ -131,6 +131,15 @@ def _growing_cache(model, capacity: int) -> DynamicCache:
     cache.layers = [_GrowingLayer(capacity) if type(layer) is DynamicLayer else layer for layer in cache.layers]
     return cache
 
+# %% ../../nbs/sampling/11_decode.ipynb #7e1a0b02
+def max_positions(model) -> int | None:
+    "The most positions (prompt + generated tokens) `model` can read, from its config; None if it does not say."
+    config = getattr(model, 'config', None)
+    config = getattr(config, 'get_text_config', lambda: config)() if config is not None else None
+    limits = [getattr(config, k, None) for k in ('max_position_embeddings', 'n_positions', 'max_sequence_length')]
+    limits = [int(v) for v in limits if isinstance(v, int) and v > 0]
+    return min(limits) if limits else None
+
 # %% ../../nbs/sampling/11_decode.ipynb #648e24c6
 class _Side:
     "One model's state in the decode loop: ids, attention mask, positions and KV cache."
@@ -142,6 +151,10 @@ class _Side:
         if ids.ndim != 2 or mask.shape != ids.shape: raise ValueError(f'input_ids and attention_mask must be (B, T), got {tuple(ids.shape)} and {tuple(mask.shape)}')
         if not mask[:, -1].all(): raise ValueError('prompts must be left-padded: a row has padding in its last column')
         B, self.length = ids.shape
+        limit = max_positions(model)
+        if limit is not None and int(mask.sum(1).max()) + max_new_tokens > limit:
+            raise ValueError(f'a prompt of {int(mask.sum(1).max())} tokens + max_new_tokens={max_new_tokens} is more than the '
+                             f'{limit} positions {type(model).__name__} has: shorten the prompts or max_new_tokens')
         self.model, self.use_cache, self.forward_kwargs = model, use_cache, forward_kwargs
         self.ids = torch.cat([ids, ids.new_zeros(B, max_new_tokens)], 1)
         self.mask = torch.cat([mask, mask.new_ones(B, max_new_tokens)], 1)
@@ -153,7 +166,7 @@ class _Side:
         "Run the model on positions start..length-1 (after the cached ones); the last position's logits (B, V)."
         end = self.length
         out = self.model(input_ids=self.ids[:, start:end], attention_mask=self.mask[:, :end] if self.padded else None,
-                         position_ids=self.positions[:, start:end], past_key_values=self.cache, use_cache=self.use_cache,
+                         position_ids=self.positions[:, start:end], cache=self.cache, use_cache=self.use_cache,
                          logits_to_keep=1, **self.forward_kwargs)
         return out.logits[:, -1]
 
@@ -200,100 +213,87 @@ def _model_ids(model, name: str) -> list[int]:
     if ids is None: return []
     return [ids] if isinstance(ids, int) else list(ids)
 
-@torch.no_grad()
-def generate_mixture(theta, target, theta_batch: dict, target_batch: dict, alpha_method: str = 'kl_symmetry',
-                     fixed_alpha: float = 0.5, clamp: tuple[float, float] | None = None, max_new_tokens: int = 128,
-                     temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, eos_token_ids=None,
-                     pad_token_id: int | None = None, vocab_size: int | None = None,
-                     generator: torch.Generator | None = None, return_token_logprobs: bool = False,
-                     tol: float = 1e-4, max_iter: int = 30, use_cache: bool = True) -> MixtureOutput:
-    "Sample up to `max_new_tokens` tokens per row from the mixture q* of `theta` and `target`, given each model's own prompt batch."
-    t0 = time.perf_counter()
-    _check_decode_args(alpha_method, max_new_tokens)
-    sides = _TwoModels(theta, target, theta_batch, target_batch, max_new_tokens, use_cache)
-    return _mixture_loop(sides, theta, target, t0, alpha_method=alpha_method, fixed_alpha=fixed_alpha, clamp=clamp,
-                         max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                         eos_token_ids=eos_token_ids, pad_token_id=pad_token_id, vocab_size=vocab_size, generator=generator,
-                         return_token_logprobs=return_token_logprobs, tol=tol, max_iter=max_iter)
-
-def _check_decode_args(alpha_method: str, max_new_tokens: int):
-    if alpha_method not in ALPHA_METHODS:
-        raise ValueError(f"unknown alpha method '{alpha_method}': use one of " + ', '.join(f"'{m}'" for m in ALPHA_METHODS))
-    if max_new_tokens < 1: raise ValueError(f'max_new_tokens must be at least 1, got {max_new_tokens}')
-
-def _mixture_loop(sides, theta, target, t0: float, alpha_method='kl_symmetry', fixed_alpha=0.5, clamp=None,
-                  max_new_tokens=128, temperature=1.0, top_k=0, top_p=1.0, eos_token_ids=None, pad_token_id=None,
-                  vocab_size=None, generator=None, return_token_logprobs=False, tol=1e-4, max_iter=30) -> MixtureOutput:
-    "The decode loop of `generate_mixture` over `sides`, which turns a token per row into both models' next-token logits."
-    B, device = sides.batch_size, sides.device
+def _special_ids(theta, target, eos_token_ids, pad_token_id, device) -> tuple[torch.Tensor, int]:
+    "The eos ids (a tensor on `device`) and the pad id of the loop."
     if eos_token_ids is None: eos_token_ids = set(_model_ids(theta, 'eos_token_id') + _model_ids(target, 'eos_token_id'))
     eos = torch.tensor(sorted(eos_token_ids), dtype=torch.long, device=device)
     if pad_token_id is None: pad_token_id = (_model_ids(theta, 'pad_token_id') + eos.tolist() + [0])[0]
+    return eos, pad_token_id
 
-    theta_logits, target_logits = sides.prefill()
+def _vocab(theta_logits, target_logits, vocab_size: int | None) -> int:
+    "How many logit columns the mixture uses."
     V = min(theta_logits.shape[-1], target_logits.shape[-1])
-    if vocab_size is not None:
-        if vocab_size > V: raise ValueError(f'vocab_size={vocab_size} but the models have only {V} logits')
-        V = vocab_size
+    if vocab_size is not None and vocab_size > V: raise ValueError(f'vocab_size={vocab_size} but the models have only {V} logits')
+    return V if vocab_size is None else vocab_size
 
+# %% ../../nbs/sampling/11_decode.ipynb #7e1a0b06
+def _mixture_loop(sides, theta, target, t0: float, params: SamplingParams, max_new_tokens: int, eos_token_ids=None,
+                  pad_token_id=None, vocab_size=None, generator=None, return_token_logprobs=False) -> MixtureOutput:
+    "The decode loop of `generate_mixture` over `sides`, which turns a token per row into both models' next-token logits."
+    B, device = sides.batch_size, sides.device
+    eos, pad_token_id = _special_ids(theta, target, eos_token_ids, pad_token_id, device)
+    theta_logits, target_logits = sides.prefill()
+    V = _vocab(theta_logits, target_logits, vocab_size)
     finished = torch.zeros(B, dtype=torch.bool, device=device)
     n_clamped = torch.zeros(B, dtype=torch.long, device=device)
     n_unconverged = torch.zeros(B, dtype=torch.long, device=device)
     tokens, running, diagnostics, chosen = [], [], [], []
     for step in range(max_new_tokens):
-        logits_theta, logits_target = theta_logits[:, :V].float(), target_logits[:, :V].float()
-        fit, logq, diag = mixture_step(logits_theta, logits_target, alpha_method, fixed_alpha, clamp, tol, max_iter)
-        token = sample_next(logq, temperature, top_k, top_p, generator)
-        # the bookkeeping of this step, for the rows that were still running when it was sampled
+        logits_theta, logits_target = theta_logits[:, :V].float(), target_logits[:, :V].float()  # (B, V) each
+        fit, logq, diag = mixture_step(logits_theta, logits_target, params)
+        token = sample_next(logq, params, generator)                                              # (B,)
         active = ~finished
-        running.append(active)
-        diagnostics.append(diag)
+        running.append(active); diagnostics.append(diag)
         n_clamped += fit.clamped & active
         n_unconverged += ~fit.converged & active
         if return_token_logprobs:
-            logps = (logits_theta.log_softmax(-1), logits_target.log_softmax(-1), logq)
-            chosen.append(torch.cat([lp.gather(-1, token[:, None]) for lp in logps], 1))
+            logps = (logits_theta.log_softmax(-1), logits_target.log_softmax(-1), logq, sampling_logprobs(logq, params))
+            chosen.append(torch.cat([lp.gather(-1, token[:, None]) for lp in logps], 1))              # (B, 4)
         token = token.masked_fill(finished, pad_token_id)
         tokens.append(token)
         finished |= torch.isin(token, eos)
         if step == max_new_tokens - 1 or bool(finished.all()): break
         theta_logits, target_logits = sides.step(token)
+    samples = _per_row(diagnostics, torch.stack(running, 1), n_clamped, n_unconverged, finished, chosen)
+    lengths = torch.stack(running, 1).sum(1)
+    return MixtureOutput(torch.stack(tokens, 1), lengths, samples, len(tokens), time.perf_counter() - t0)
 
-    mask = torch.stack(running, 1)
-    lengths = mask.sum(1)
+# %% ../../nbs/sampling/11_decode.ipynb #7e1a0b07
+_TOKEN_FIELDS = ('logp_theta_tokens', 'logp_target_tokens', 'logq_tokens', 'logq_sampled_tokens')
+
+def _per_row(diagnostics: list[dict], mask: torch.Tensor, n_clamped, n_unconverged, finished, chosen: list) -> list[dict]:
+    "One dict per row: the per-sample means, counts, finish reason, α of every token and (if recorded) its log-probs."
     samples = aggregate_diagnostics(diagnostics, mask)
+    lengths = mask.sum(1).tolist()
     alphas = torch.stack([d['alpha'] for d in diagnostics], 1).tolist()
-    chosen = torch.stack(chosen, 1).tolist() if return_token_logprobs else None  # (B, T, 3)
-    rows = zip(samples, lengths.tolist(), n_clamped.tolist(), n_unconverged.tolist(), finished.tolist())
+    chosen = torch.stack(chosen, 1).tolist() if chosen else None                                   # (B, T, 4)
+    rows = zip(samples, lengths, n_clamped.tolist(), n_unconverged.tolist(), finished.tolist())
     for i, (row, n, clamped, unconverged, eos_hit) in enumerate(rows):
         row['n_clamped'], row['n_unconverged'] = clamped, unconverged
         row['finish_reason'] = 'eos' if eos_hit else 'length'
         row['alpha_tokens'] = alphas[i][:n]
-        if return_token_logprobs:
-            row['logp_theta_tokens'], row['logp_target_tokens'], row['logq_tokens'] = (list(c) for c in zip(*chosen[i][:n])) if n else ([], [], [])
-    return MixtureOutput(torch.stack(tokens, 1), lengths, samples, len(tokens), time.perf_counter() - t0)
+        if chosen is not None:
+            columns = list(zip(*chosen[i][:n])) if n else [()] * len(_TOKEN_FIELDS)
+            row.update({k: list(c) for k, c in zip(_TOKEN_FIELDS, columns)})
+    return samples
 
-def generate_mixture_nocache(theta, target, theta_batch: dict, target_batch: dict, **kwargs) -> MixtureOutput:
+# %% ../../nbs/sampling/11_decode.ipynb #7e1a0b09
+@torch.no_grad()
+def generate_mixture(theta, target, theta_batch: dict, target_batch: dict, params: SamplingParams | str | None = None,
+                     max_new_tokens: int = 128, eos_token_ids=None, pad_token_id: int | None = None,
+                     vocab_size: int | None = None, generator: torch.Generator | list[torch.Generator] | None = None,
+                     return_token_logprobs: bool = False, use_cache: bool = True) -> MixtureOutput:
+    "Sample up to `max_new_tokens` tokens per row from the mixture q* of `theta` and `target`, given each model's own prompt batch."
+    t0 = time.perf_counter()
+    params = SamplingParams.of(params)
+    if max_new_tokens < 1: raise ValueError(f'max_new_tokens must be at least 1, got {max_new_tokens}')
+    sides = _TwoModels(theta, target, theta_batch, target_batch, max_new_tokens, use_cache)
+    return _mixture_loop(sides, theta, target, t0, params, max_new_tokens, eos_token_ids, pad_token_id, vocab_size,
+                         generator, return_token_logprobs)
+
+def generate_mixture_nocache(theta, target, theta_batch: dict, target_batch: dict, params=None, **kwargs) -> MixtureOutput:
     "`generate_mixture` without KV caches: both models re-run the whole sequence at every step (the exact, slow reference)."
-    return generate_mixture(theta, target, theta_batch, target_batch, use_cache=False, **kwargs)
-
-# %% ../../nbs/sampling/11_decode.ipynb #131a72d6
-def _chi2_p(counts: torch.Tensor, probs: torch.Tensor, min_expected: float = 5.0) -> tuple[float, int]:
-    "p-value and degrees of freedom of Pearson's chi-square test of `counts` against `probs`, rare bins merged."
-    n = counts.sum()
-    expected = probs.double() * n
-    big = expected >= min_expected
-    obs = torch.cat([counts[big].double(), counts[~big].double().sum()[None]])
-    exp = torch.cat([expected[big], expected[~big].sum()[None]])
-    keep = exp > 0
-    obs, exp = obs[keep], exp[keep]
-    stat, df = float(((obs - exp) ** 2 / exp).sum()), int(keep.sum()) - 1
-    try:
-        from scipy.stats import chi2
-        return float(chi2.sf(stat, df)), df
-    except ImportError:  # Wilson-Hilferty: chi2/df is about normal with mean 1 - 2/(9 df), variance 2/(9 df)
-        z = ((stat / df) ** (1 / 3) - (1 - 2 / (9 * df))) / math.sqrt(2 / (9 * df))
-        return 0.5 * math.erfc(z / math.sqrt(2)), df
+    return generate_mixture(theta, target, theta_batch, target_batch, params, use_cache=False, **kwargs)
 
 # %% ../../nbs/sampling/11_decode.ipynb #8aecf19e
 def _pad_left(batch: dict, width: int) -> dict:
@@ -323,9 +323,10 @@ class _OneModelTwoAdapters:
     def step(self, token): return self._split(self.side.step(torch.cat([token, token])))
 
 @torch.no_grad()
-def generate_mixture_adapters(model, theta_batch: dict, target_batch: dict, target_adapter: str = 'default',
-                              theta_adapter: str = '__base__', alpha_method: str = 'kl_symmetry', max_new_tokens: int = 128,
-                              use_cache: bool = True, **kwargs) -> MixtureOutput:
+def generate_mixture_adapters(model, theta_batch: dict, target_batch: dict, params: SamplingParams | str | None = None,
+                              target_adapter: str = 'default', theta_adapter: str = '__base__', max_new_tokens: int = 128,
+                              eos_token_ids=None, pad_token_id: int | None = None, vocab_size: int | None = None,
+                              generator=None, return_token_logprobs: bool = False, use_cache: bool = True) -> MixtureOutput:
     "`generate_mixture` where π_θ and π_t are adapters of one peft `model` (`'__base__'`: no adapter), run in one batched forward."
     t0 = time.perf_counter()
     names = set(getattr(model, 'peft_config', {}) or {})
@@ -334,9 +335,11 @@ def generate_mixture_adapters(model, theta_batch: dict, target_batch: dict, targ
         if adapter != '__base__' and adapter not in names:
             raise ValueError(f"unknown adapter '{adapter}': the model has " + ', '.join(sorted(names)) + " (and '__base__')")
     if model.training: raise ValueError('call model.eval() first: peft runs mixed-adapter batches only in eval mode')
-    _check_decode_args(alpha_method, max_new_tokens)
+    params = SamplingParams.of(params)
+    if max_new_tokens < 1: raise ValueError(f'max_new_tokens must be at least 1, got {max_new_tokens}')
     sides = _OneModelTwoAdapters(model, theta_batch, target_batch, theta_adapter, target_adapter, max_new_tokens, use_cache)
-    return _mixture_loop(sides, model, model, t0, alpha_method=alpha_method, max_new_tokens=max_new_tokens, **kwargs)
+    return _mixture_loop(sides, model, model, t0, params, max_new_tokens, eos_token_ids, pad_token_id, vocab_size,
+                         generator, return_token_logprobs)
 
 # %% ../../nbs/sampling/11_decode.ipynb #aa69a41d
 def decode_completions(tokenizer, output: MixtureOutput, skip_special_tokens: bool = True) -> list[str]:

@@ -8,24 +8,17 @@ import html
 from pathlib import Path
 
 import torch
+from fastcore.basics import patch
 
 from ..core import get_logger
 from .decode import check_tokenizers, encode_prompts
-from .mixture import compute_alpha, mix_logprobs, plot_alpha_curves, token_diagnostics
+from .mixture import SamplingParams, compute_alpha, mix_logprobs, plot_alpha_curves, sampling_logprobs, token_diagnostics
 
 # %% auto #0
-__all__ = ['log', 'temper', 'token_label', 'explore_position', 'prompt_ids', 'position_logprobs', 'Explorer']
+__all__ = ['log', 'token_label', 'explore_position', 'prompt_ids', 'position_logprobs', 'Explorer']
 
 # %% ../../nbs/sampling/13_explorer.ipynb #266aecc2
 log = get_logger('explorer')
-
-def temper(logq: torch.Tensor, temperature: float) -> torch.Tensor:
-    "Log-probs of q^(1/T) normalised, for (..., V) log-probs `logq`; T = 0 is greedy (all mass on the argmax)."
-    if temperature < 0: raise ValueError(f'temperature must be >= 0, got {temperature}')
-    if temperature == 0:
-        out = torch.full_like(logq, float('-inf'))
-        return out.scatter_(-1, logq.argmax(-1, keepdim=True), 0.)
-    return torch.log_softmax(logq / temperature, -1)
 
 def token_label(tokenizer, token_id: int) -> str:
     "A readable label of one token: its text with spaces as ␣ and newlines as ↵ (the id when there is no tokenizer)."
@@ -37,32 +30,41 @@ def token_label(tokenizer, token_id: int) -> str:
 def _scalars(d: dict) -> dict:
     return {k: v.item() for k, v in d.items() if not k.startswith('mass') or v.item() < 1}
 
-def explore_position(logp_theta_row: torch.Tensor, logp_target_row: torch.Tensor, alpha: float, temperature: float = 1.0,
+def _params(params) -> SamplingParams:
+    "A number is a fixed α; anything else goes to `SamplingParams.of`."
+    return SamplingParams('fixed', fixed_alpha=float(params)) if isinstance(params, (int, float)) else SamplingParams.of(params)
+
+def explore_position(logp_theta_row: torch.Tensor, logp_target_row: torch.Tensor, params: SamplingParams | float = 0.5,
                      tokenizer=None, top: int = 15, chosen: int | None = None):
     "Figure (bars of π_θ, π_t, q* over the top tokens; KL/ESS curves over α) and info dict for one position's (V,) rows."
     import matplotlib.pyplot as plt
+    params = _params(params)
     theta, target = logp_theta_row.detach().float().cpu()[None], logp_target_row.detach().float().cpu()[None]
     if theta.shape != target.shape: raise ValueError(f'the two rows differ in size: {theta.shape[1]} and {target.shape[1]} tokens')
-    logq = mix_logprobs(theta, target, float(alpha))
-    logq_t = temper(logq, temperature)
+    fixed = params.alpha_method == 'fixed' and params.clamp is None
+    alpha = float(params.fixed_alpha) if fixed else compute_alpha(theta, target, params).alpha.item()
+    logq = mix_logprobs(theta, target, alpha)
+    logq_t = sampling_logprobs(logq, params)
     diag = _scalars(token_diagnostics(theta, target, logq))
-    info = dict(alpha=float(alpha), temperature=float(temperature), **diag, kl_gap=abs(diag['kl_theta'] - diag['kl_t']))
+    info = dict(alpha=alpha, temperature=params.temperature, top_k=params.top_k, top_p=params.top_p, **diag,
+                kl_gap=abs(diag['kl_theta'] - diag['kl_t']))
     info['alpha_methods'] = {m: compute_alpha(theta, target, m).alpha.item() for m in ('entropy', 'kl_symmetry', 'ess_balance')}
-    if temperature != 1:
+    resampled = (params.temperature, params.top_k, params.top_p) != (1.0, 0, 1.0)
+    if resampled:
         s = _scalars(token_diagnostics(theta, target, logq_t))
         info['sampled'] = {k: s[k] for k in ('kl_theta', 'kl_t', 'ess_ratio', 'entropy_q')}
     probs = torch.stack([torch.log_softmax(theta[0], -1).exp(), torch.log_softmax(target[0], -1).exp(), logq[0].exp(), logq_t[0].exp()])
     ids = probs[[0, 1, 3]].amax(0).topk(min(top, probs.shape[1])).indices.tolist()
     labels = [token_label(tokenizer, i) for i in ids]
-    info['top_tokens'] = [dict(id=i, token=l, p_theta=probs[0, i].item(), p_t=probs[1, i].item(), q=probs[2, i].item(),
+    info['top_tokens'] = [dict(id=i, token=l, p_theta=probs[0, i].item(), p_target=probs[1, i].item(), q=probs[2, i].item(),
                                q_sampled=probs[3, i].item()) for i, l in zip(ids, labels)]
     if chosen is not None:
         info['chosen'] = dict(id=int(chosen), token=token_label(tokenizer, int(chosen)), p_theta=probs[0, chosen].item(),
-                              p_t=probs[1, chosen].item(), q=probs[2, chosen].item(), q_sampled=probs[3, chosen].item())
+                              p_target=probs[1, chosen].item(), q=probs[2, chosen].item(), q_sampled=probs[3, chosen].item())
 
     fig, (ax, curves) = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw=dict(width_ratios=[1.25, 1]), layout='constrained')
     bars = [('π_θ', 0, 'C0'), ('π_t', 1, 'C1'), (f'q* (α={alpha:.2f})', 2, 'C2')]
-    if temperature != 1: bars.append((f'sampled q* (T={temperature:g})', 3, 'C3'))
+    if resampled: bars.append((f'sampled q* (T={params.temperature:g}, top-k {params.top_k}, top-p {params.top_p:g})', 3, 'C3'))
     w = 0.8 / len(bars)
     for j, (name, row, color) in enumerate(bars):
         ax.bar([x + (j - (len(bars) - 1) / 2) * w for x in range(len(ids))], probs[row, ids].numpy(), w, color=color, label=name)
@@ -114,10 +116,15 @@ class Explorer:
         self.prompts, self.continuations = list(prompts), continuations
         self.chat_template_for_target, self.chat_template_for_theta = chat_template_for_target, chat_template_for_theta
         self.max_new_tokens, self.do_sample, self.seed, self.top = max_new_tokens, do_sample, seed, top
-        self.prompt_index, self.position, self.alpha, self.temperature = 0, 0, 0.5, 1.0
+        self.prompt_index, self.position, self.params = 0, 0, SamplingParams('fixed')
         self.info: dict = {}
         self._rows: dict[int, dict] = {}
         self._ui = None
+
+    @property
+    def alpha(self) -> float: return self.params.fixed_alpha
+    @property
+    def temperature(self) -> float: return self.params.temperature
 
     @torch.no_grad()
     def _continue(self, ids: list[int]) -> list[int]:
@@ -142,71 +149,79 @@ class Explorer:
             self._rows[index] = dict(rows, prompt=self.tokenizer.decode(theta_prompt))
         return self._rows[index]
 
-    def update(self, **changes) -> dict:
-        "Apply `changes` (prompt_index, position, alpha, temperature), recompute, redraw the widget if built; returns `info`."
-        import matplotlib.pyplot as plt
-        for k, v in changes.items():
-            if k not in ('prompt_index', 'position', 'alpha', 'temperature'): raise TypeError(f'unknown setting {k!r}')
-            setattr(self, k, v)
-        rows = self.rows(self.prompt_index)
-        self.position = max(0, min(int(self.position), len(rows['tokens']) - 1))
-        p = self.position
-        fig, info = explore_position(rows['theta'][p], rows['target'][p], self.alpha, self.temperature, self.tokenizer,
-                                     self.top, chosen=rows['tokens'][p])
-        self.info = dict(prompt_index=self.prompt_index, position=p, **info)
-        if self._ui is not None: self._render(fig, rows)
-        plt.close(fig)
-        return self.info
+# %% ../../nbs/sampling/13_explorer.ipynb #27ff6303
+@patch
+def update(self: Explorer, **changes) -> dict:
+    "Apply `changes` (prompt_index, position, alpha, temperature, top_k, top_p), recompute, redraw the widget if built; returns `info`."
+    import matplotlib.pyplot as plt
+    sampling = {'alpha': 'fixed_alpha', 'temperature': 'temperature', 'top_k': 'top_k', 'top_p': 'top_p'}
+    for k, v in changes.items():
+        if k in sampling: self.params = SamplingParams.of(self.params, **{sampling[k]: v})
+        elif k in ('prompt_index', 'position'): setattr(self, k, v)
+        else: raise TypeError(f'unknown setting {k!r}')
+    rows = self.rows(self.prompt_index)
+    self.position = max(0, min(int(self.position), len(rows['tokens']) - 1))
+    p = self.position
+    fig, info = explore_position(rows['theta'][p], rows['target'][p], self.params, self.tokenizer, self.top, chosen=rows['tokens'][p])
+    self.info = dict(prompt_index=self.prompt_index, position=p, **info)
+    if self._ui is not None: self._render(fig, rows)
+    plt.close(fig)
+    return self.info
 
-    def _render(self, fig, rows):
-        from IPython.display import display
-        ui, info, p = self._ui, self.info, self.position
-        before = html.escape(self.tokenizer.decode(rows['tokens'][:p]))
-        nxt = html.escape(self.tokenizer.decode(rows['tokens'][p:p + 1]))
-        ui['text'].value = (f"<div style='font-family:monospace;white-space:pre-wrap;max-height:8em;overflow:auto'>"
-                            f"<span style='color:gray'>{html.escape(rows['prompt'][-300:])}</span>{before}"
-                            f"<b style='background:#ffe08a'>{nxt}</b></div>")
-        m = info['alpha_methods']
-        cells = [('α', info['alpha']), ('T', info['temperature']), ('KL(q‖π_θ)', info['kl_theta']), ('KL(q‖π_t)', info['kl_t']),
-                 ('ESS_θ', info['ess_theta']), ('ESS_t', info['ess_t']), ('ESS ratio', info['ess_ratio']),
-                 ('H(q)', info['entropy_q']), ('α kl_symmetry', m['kl_symmetry']), ('α ess_balance', m['ess_balance']),
-                 ('α entropy', m['entropy'])]
-        ui['numbers'].value = ('<table><tr>' + ''.join(f'<th style="padding:0 8px">{k}</th>' for k, _ in cells) + '</tr><tr>' +
-                               ''.join(f'<td style="padding:0 8px">{v:.4g}</td>' for _, v in cells) + '</tr></table>')
-        with ui['figure']:
-            ui['figure'].clear_output(wait=True)
-            display(fig)
+# %% ../../nbs/sampling/13_explorer.ipynb #27ff6306
+@patch
+def _render(self: Explorer, fig, rows):
+    from IPython.display import display
+    ui, info, p = self._ui, self.info, self.position
+    before = html.escape(self.tokenizer.decode(rows['tokens'][:p]))
+    nxt = html.escape(self.tokenizer.decode(rows['tokens'][p:p + 1]))
+    ui['text'].value = (f"<div style='font-family:monospace;white-space:pre-wrap;max-height:8em;overflow:auto'>"
+                        f"<span style='color:gray'>{html.escape(rows['prompt'][-300:])}</span>{before}"
+                        f"<b style='background:#ffe08a'>{nxt}</b></div>")
+    m = info['alpha_methods']
+    cells = [('α', info['alpha']), ('T', info['temperature']), ('KL(q‖π_θ)', info['kl_theta']), ('KL(q‖π_t)', info['kl_t']),
+             ('ESS_θ', info['ess_theta']), ('ESS_t', info['ess_t']), ('ESS ratio', info['ess_ratio']),
+             ('H(q)', info['entropy_q']), ('α kl_symmetry', m['kl_symmetry']), ('α ess_balance', m['ess_balance']),
+             ('α entropy', m['entropy'])]
+    ui['numbers'].value = ('<table><tr>' + ''.join(f'<th style="padding:0 8px">{k}</th>' for k, _ in cells) + '</tr><tr>' +
+                           ''.join(f'<td style="padding:0 8px">{v:.4g}</td>' for _, v in cells) + '</tr></table>')
+    with ui['figure']:
+        ui['figure'].clear_output(wait=True)
+        display(fig)
 
-    def widget(self):
-        "The ipywidgets box: prompt dropdown, position/α/temperature sliders, α buttons, text, numbers and figure."
-        import ipywidgets as W
-        first = lambda p: (p if isinstance(p, str) else p[-1]['content']).replace('\n', ' ')
-        ui = dict(
-            prompt=W.Dropdown(options=[(f'{i}: {first(p)[:70]}', i) for i, p in enumerate(self.prompts)], value=self.prompt_index,
-                              description='prompt', layout=W.Layout(width='95%')),
-            position=W.IntSlider(value=self.position, min=0, max=max(len(self.rows(self.prompt_index)['tokens']) - 1, 0),
-                                 description='position', continuous_update=False),
-            alpha=W.FloatSlider(value=self.alpha, min=0, max=1, step=0.01, description='α (on π_θ)', continuous_update=False),
-            temperature=W.FloatSlider(value=self.temperature, min=0, max=2, step=0.05, description='temperature',
-                                      continuous_update=False),
-            kl_button=W.Button(description='α ← kl_symmetry'), ess_button=W.Button(description='α ← ess_balance'),
-            text=W.HTML(), numbers=W.HTML(), figure=W.Output())
-        self._ui = ui
-        def on_prompt(change):
-            self.prompt_index = change['new']  # first, so that a position clamped by the new max redraws the new prompt
-            ui['position'].max = max(len(self.rows(change['new'])['tokens']) - 1, 0)
-            self.update(position=ui['position'].value)
-        ui['prompt'].observe(on_prompt, names='value')
-        ui['position'].observe(lambda c: self.update(position=c['new']), names='value')
-        ui['alpha'].observe(lambda c: self.update(alpha=c['new']), names='value')
-        ui['temperature'].observe(lambda c: self.update(temperature=c['new']), names='value')
-        ui['kl_button'].on_click(lambda _: setattr(ui['alpha'], 'value', round(self.info['alpha_methods']['kl_symmetry'], 2)))
-        ui['ess_button'].on_click(lambda _: setattr(ui['alpha'], 'value', round(self.info['alpha_methods']['ess_balance'], 2)))
-        self.update()
-        return W.VBox([ui['prompt'], W.HBox([ui['position'], ui['alpha'], ui['temperature']]),
-                       W.HBox([ui['kl_button'], ui['ess_button']]), ui['text'], ui['numbers'], ui['figure']])
+# %% ../../nbs/sampling/13_explorer.ipynb #27ff6307
+@patch
+def widget(self: Explorer):
+    "The ipywidgets box: prompt dropdown, position/α/temperature sliders, α buttons, text, numbers and figure."
+    import ipywidgets as W
+    first = lambda p: (p if isinstance(p, str) else p[-1]['content']).replace('\n', ' ')
+    ui = dict(
+        prompt=W.Dropdown(options=[(f'{i}: {first(p)[:70]}', i) for i, p in enumerate(self.prompts)], value=self.prompt_index,
+                          description='prompt', layout=W.Layout(width='95%')),
+        position=W.IntSlider(value=self.position, min=0, max=max(len(self.rows(self.prompt_index)['tokens']) - 1, 0),
+                             description='position', continuous_update=False),
+        alpha=W.FloatSlider(value=self.alpha, min=0, max=1, step=0.01, description='α (on π_θ)', continuous_update=False),
+        temperature=W.FloatSlider(value=self.temperature, min=0, max=2, step=0.05, description='temperature',
+                                  continuous_update=False),
+        kl_button=W.Button(description='α ← kl_symmetry'), ess_button=W.Button(description='α ← ess_balance'),
+        text=W.HTML(), numbers=W.HTML(), figure=W.Output())
+    self._ui = ui
+    def on_prompt(change):
+        self.prompt_index = change['new']  # first, so that a position clamped by the new max redraws the new prompt
+        ui['position'].max = max(len(self.rows(change['new'])['tokens']) - 1, 0)
+        self.update(position=ui['position'].value)
+    ui['prompt'].observe(on_prompt, names='value')
+    ui['position'].observe(lambda c: self.update(position=c['new']), names='value')
+    ui['alpha'].observe(lambda c: self.update(alpha=c['new']), names='value')
+    ui['temperature'].observe(lambda c: self.update(temperature=c['new']), names='value')
+    ui['kl_button'].on_click(lambda _: setattr(ui['alpha'], 'value', round(self.info['alpha_methods']['kl_symmetry'], 2)))
+    ui['ess_button'].on_click(lambda _: setattr(ui['alpha'], 'value', round(self.info['alpha_methods']['ess_balance'], 2)))
+    self.update()
+    return W.VBox([ui['prompt'], W.HBox([ui['position'], ui['alpha'], ui['temperature']]),
+                   W.HBox([ui['kl_button'], ui['ess_button']]), ui['text'], ui['numbers'], ui['figure']])
 
-    def show(self):
-        "Display the widget (in Jupyter)."
-        from IPython.display import display
-        display(self.widget())
+@patch
+def show(self: Explorer):
+    "Display the widget (in Jupyter)."
+    from IPython.display import display
+    display(self.widget())

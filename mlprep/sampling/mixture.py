@@ -4,14 +4,15 @@
 
 # %% ../../nbs/sampling/10_mixture.ipynb #6ef7d160
 from __future__ import annotations
-from dataclasses import dataclass
-from typing import NamedTuple
+from dataclasses import dataclass, field, fields
+from typing import Literal, NamedTuple
 
 import torch
 
 # %% auto #0
-__all__ = ['ALPHA_METHODS', 'mix_logprobs', 'AlphaResult', 'compute_alpha', 'token_diagnostics', 'MixtureStep', 'mixture_step',
-           'aggregate_diagnostics', 'alpha_curves', 'plot_alpha_curves', 'sample_next']
+__all__ = ['ALPHA_METHODS', 'AlphaMethod', 'mix_logprobs', 'SamplingParams', 'AlphaResult', 'compute_alpha', 'token_diagnostics',
+           'MixtureStep', 'mixture_step', 'aggregate_diagnostics', 'alpha_curves', 'plot_alpha_curves',
+           'sampling_logprobs', 'sample_next']
 
 # %% ../../nbs/sampling/10_mixture.ipynb #3a6d5bcd
 _NEG_INF = float('-inf')
@@ -125,9 +126,56 @@ def _ess_balance(pair: _Pair, tol: float, max_iter: int):
         return A_lo - A_hi, mean_hi - mean_lo
     return _newton_bisect(f, torch.full_like(pair.mass_t, 0.5), tol, max_iter)
 
-# %% ../../nbs/sampling/10_mixture.ipynb #54e20e00
+# %% ../../nbs/sampling/10_mixture.ipynb #5a3b1c02
 ALPHA_METHODS = ('fixed', 'entropy', 'kl_symmetry', 'ess_balance')
+AlphaMethod = Literal[ALPHA_METHODS]  # the one list of methods, as a type (configs check their values against it)
 
+@dataclass
+class SamplingParams:
+    "How each token is drawn: the α method and its settings, then temperature, top-k and top-p on q*. Checked when made."
+    alpha_method: AlphaMethod = field(default='kl_symmetry', metadata=dict(help='how α is chosen per token'))
+    fixed_alpha: float = field(default=0.5, metadata=dict(help="α for alpha_method='fixed' (weight on π_θ)"))
+    alpha_min: float = field(default=0.0, metadata=dict(help='clamp α from below after solving'))
+    alpha_max: float = field(default=1.0, metadata=dict(help='clamp α from above after solving'))
+    alpha_tol: float = field(default=1e-4, metadata=dict(help='kl_symmetry / ess_balance: stop when |residual| < alpha_tol'))
+    alpha_max_iter: int = field(default=30, metadata=dict(help='kl_symmetry / ess_balance: at most this many Newton/bisection steps'))
+    temperature: float = field(default=1.0, metadata=dict(help='temperature of q* (0: greedy)'))
+    top_k: int = field(default=0, metadata=dict(help='top-k on q* after mixing (0: off)'))
+    top_p: float = field(default=1.0, metadata=dict(help='top-p on q* after mixing (1: off)'))
+
+    def __post_init__(self): self.check()
+
+    def check(self) -> None:
+        "Raise `ValueError` naming the first setting out of range."
+        if self.alpha_method not in ALPHA_METHODS:
+            raise ValueError(f"unknown alpha method '{self.alpha_method}': use one of " + ', '.join(f"'{m}'" for m in ALPHA_METHODS))
+        if not 0 <= self.fixed_alpha <= 1: raise ValueError(f'fixed_alpha={self.fixed_alpha} must be in [0, 1]')
+        if not 0 <= self.alpha_min <= self.alpha_max <= 1:
+            raise ValueError(f'need 0 <= alpha_min ({self.alpha_min}) <= alpha_max ({self.alpha_max}) <= 1')
+        if not self.alpha_tol > 0: raise ValueError(f'alpha_tol={self.alpha_tol} must be > 0')
+        if self.alpha_max_iter < 0: raise ValueError(f'alpha_max_iter={self.alpha_max_iter} must be >= 0')
+        if not self.temperature >= 0: raise ValueError(f'temperature={self.temperature} must be >= 0')
+        if self.top_k < 0: raise ValueError(f'top_k={self.top_k} must be >= 0 (0: off)')
+        if not 0 < self.top_p <= 1: raise ValueError(f'top_p={self.top_p} must be in (0, 1]')
+
+    @property
+    def clamp(self) -> tuple[float, float] | None:
+        "(alpha_min, alpha_max), or None when it is the whole [0, 1]."
+        return None if (self.alpha_min, self.alpha_max) == (0.0, 1.0) else (self.alpha_min, self.alpha_max)
+
+    @classmethod
+    def keys(cls) -> list[str]: return [f.name for f in fields(SamplingParams)]
+
+    @classmethod
+    def of(cls, params: 'SamplingParams | str | None' = None, **changes) -> 'SamplingParams':
+        "A `SamplingParams` from another (or any object with its fields, such as a `DatagenConfig`), a method name, or None (the defaults)."
+        if type(params) is SamplingParams and not changes: return params   # already checked (the per-token hot path)
+        if params is None: params = {}
+        elif isinstance(params, str): params = dict(alpha_method=params)
+        elif not isinstance(params, dict): params = {k: getattr(params, k) for k in cls.keys()}
+        return SamplingParams(**{**params, **changes})
+
+# %% ../../nbs/sampling/10_mixture.ipynb #54e20e00
 @dataclass
 class AlphaResult:
     "α per row and how it was found; every tensor is (B,)."
@@ -148,38 +196,29 @@ def _entropy(logp: torch.Tensor) -> torch.Tensor:
     logp = logp.clamp_min(_EXP_FLOOR)  # a token under the floor adds < 1.6e-38 * 87
     return -torch.linalg.vecdot(logp.exp(), logp)
 
-def _check_alpha_args(method: str, clamp, tol: float, max_iter: int):
-    if method not in ALPHA_METHODS:
-        raise ValueError(f"unknown alpha method '{method}': use one of " + ', '.join(f"'{m}'" for m in ALPHA_METHODS))
-    if clamp is not None and not (0 <= clamp[0] <= clamp[1] <= 1):
-        raise ValueError(f'clamp must be (alpha_min, alpha_max) with 0 <= alpha_min <= alpha_max <= 1, got {clamp}')
-    if not (tol > 0 and max_iter >= 0): raise ValueError(f'need tol > 0 and max_iter >= 0, got tol={tol}, max_iter={max_iter}')
+def compute_alpha(logp_theta: torch.Tensor, logp_target: torch.Tensor, params: SamplingParams | str = 'kl_symmetry') -> AlphaResult:
+    "The mixture weight α on theta for each row of (B, V) logits, as `params` says (a `SamplingParams`, or a method name)."
+    return _alpha_from_pair(_condition(logp_theta, logp_target), SamplingParams.of(params))
 
-def compute_alpha(logp_theta: torch.Tensor, logp_target: torch.Tensor, method: str, fixed_alpha: float | torch.Tensor = 0.5,
-                  clamp: tuple[float, float] | None = None, tol: float = 1e-4, max_iter: int = 30) -> AlphaResult:
-    "The mixture weight α on theta for each row of (B, V) logits, by `method` (one of `ALPHA_METHODS`)."
-    _check_alpha_args(method, clamp, tol, max_iter)
-    return _alpha_from_pair(_condition(logp_theta, logp_target), method, fixed_alpha, clamp, tol, max_iter)
-
-def _alpha_from_pair(pair: _Pair, method: str, fixed_alpha, clamp, tol: float, max_iter: int) -> AlphaResult:
-    "`compute_alpha` on an already conditioned pair (arguments already checked)."
-    B, device = pair.d.shape[0], pair.d.device
+def _alpha_from_pair(pair: _Pair, params: SamplingParams) -> AlphaResult:
+    "`compute_alpha` on an already conditioned pair."
+    B, device, method = pair.d.shape[0], pair.d.device, params.alpha_method
     residual = torch.zeros(B, device=device)
     converged = torch.ones(B, dtype=torch.bool, device=device)
     iterations = torch.zeros(B, dtype=torch.long, device=device)
-    if method == 'fixed': alpha = _alpha_vector(fixed_alpha, B, device).clone()
+    if method == 'fixed': alpha = torch.full((B,), float(params.fixed_alpha), device=device)
     elif method == 'entropy':
         h_theta, h_t = _entropy(pair.theta), _entropy(pair.target)
         total = h_theta + h_t
         alpha = torch.where(total > 1e-30, h_theta / total.clamp_min(1e-30), 0.5)  # both ~0 (one-hot models): 0.5
     else:
         solve = _kl_symmetry if method == 'kl_symmetry' else _ess_balance
-        alpha, residual, converged, iterations = solve(pair, tol, max_iter)
+        alpha, residual, converged, iterations = solve(pair, params.alpha_tol, params.alpha_max_iter)
         alpha = alpha.masked_fill(pair.identical, 0.5)
     alpha = alpha.masked_fill(pair.disjoint, 0.)
     clamped = torch.zeros_like(converged)
-    if clamp is not None:
-        inside = alpha.clamp(*clamp)
+    if params.clamp is not None:
+        inside = alpha.clamp(*params.clamp)
         clamped = (inside != alpha) & ~pair.disjoint
         alpha = torch.where(clamped, inside, alpha)
     return AlphaResult(method, alpha, converged, iterations, residual, pair.identical, pair.disjoint, clamped)
@@ -215,13 +254,11 @@ class MixtureStep(NamedTuple):
     logq: torch.Tensor
     diagnostics: dict[str, torch.Tensor] | None
 
-def mixture_step(logp_theta: torch.Tensor, logp_target: torch.Tensor, method: str = 'kl_symmetry',
-                 fixed_alpha: float | torch.Tensor = 0.5, clamp: tuple[float, float] | None = None, tol: float = 1e-4,
-                 max_iter: int = 30, diagnostics: bool = True) -> MixtureStep:
+def mixture_step(logp_theta: torch.Tensor, logp_target: torch.Tensor, params: SamplingParams | str = 'kl_symmetry',
+                 diagnostics: bool = True) -> MixtureStep:
     "`compute_alpha`, then `mix_logprobs` at that α, then (if `diagnostics`) `token_diagnostics` of q, conditioning the pair once."
-    _check_alpha_args(method, clamp, tol, max_iter)
     pair = _condition(logp_theta, logp_target)
-    fit = _alpha_from_pair(pair, method, fixed_alpha, clamp, tol, max_iter)
+    fit = _alpha_from_pair(pair, SamplingParams.of(params))
     alpha = fit.alpha
     logq, A = _mix(pair, alpha)
     if not diagnostics: return MixtureStep(fit, logq, None)
@@ -234,7 +271,7 @@ def mixture_step(logp_theta: torch.Tensor, logp_target: torch.Tensor, method: st
     out['ess_theta'], out['ess_t'] = (-A - A_2).exp(), (-A - A_neg).exp()
     out['ess_ratio'] = (A_neg - A_2).exp()
     out['entropy_theta'], out['entropy_t'] = _entropy(pair.theta), _entropy(pair.target)
-    out['entropy_q'] = A - torch.linalg.vecdot(q, pair.target.clamp_min(_EXP_FLOOR)) - alpha * mean
+    out['entropy_q'] = -torch.linalg.vecdot(q, logq.clamp_min(_EXP_FLOOR))  # in log space: exact where π_t underflows
     out['mass_theta'], out['mass_t'] = pair.mass_theta, pair.mass_t
     return MixtureStep(fit, logq, out)
 
@@ -301,25 +338,38 @@ def plot_alpha_curves(logp_theta_row: torch.Tensor, logp_target_row: torch.Tenso
     return ax
 
 # %% ../../nbs/sampling/10_mixture.ipynb #d072430a
-def sample_next(logq: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-    "One token id per row (B,) from the (B, V) log-probs `logq`, after temperature, top-k and top-p on q."
-    if temperature < 0: raise ValueError(f'temperature must be >= 0, got {temperature}')
-    if not 0 < top_p <= 1: raise ValueError(f'top_p must be in (0, 1], got {top_p}')
+def sampling_logprobs(logq: torch.Tensor, params: SamplingParams | None = None) -> torch.Tensor:
+    "Log-probs (B, V) of the distribution tokens are drawn from: `logq` after the temperature, top-k and top-p of `params`."
+    params = params or SamplingParams()
     logits = logq.float()
-    if temperature == 0: return logits.argmax(-1)
-    logits = logits / temperature
-    if 0 < top_k < logits.shape[-1]:
-        kth = logits.topk(top_k, -1).values[:, -1:]
+    if params.temperature == 0:                                     # greedy: all the mass on the argmax
+        return torch.full_like(logits, _NEG_INF).scatter_(-1, logits.argmax(-1, keepdim=True), 0.)
+    logits = logits / params.temperature
+    if 0 < params.top_k < logits.shape[-1]:
+        kth = logits.topk(params.top_k, -1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, _NEG_INF)
-    if top_p < 1:
+    if params.top_p < 1:
         sorted_logits, order = logits.sort(-1, descending=True)
         probs = sorted_logits.softmax(-1)
-        drop = probs.cumsum(-1) - probs >= top_p  # the mass before this token already reaches top_p
+        drop = probs.cumsum(-1) - probs >= params.top_p  # the mass before this token already reaches top_p
         logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, _NEG_INF))
-    probs = logits.softmax(-1)
+    return logits.log_softmax(-1)
+
+def _uniforms(B: int, generator, device) -> torch.Tensor:
+    "(B, 1) float64 uniforms: from one generator, or one per row from a list of B generators (per-sample streams)."
+    if isinstance(generator, (list, tuple)):
+        if len(generator) != B: raise ValueError(f'{len(generator)} generators for {B} rows')
+        return torch.cat([torch.rand(1, 1, generator=g, dtype=torch.float64, device=g.device) for g in generator]).to(device)
+    return torch.rand(B, 1, generator=generator, dtype=torch.float64, device=device)
+
+def sample_next(logq: torch.Tensor, params: SamplingParams | None = None,
+                generator: torch.Generator | list[torch.Generator] | None = None) -> torch.Tensor:
+    "One token id per row (B,) from the (B, V) log-probs `logq`, after the temperature, top-k and top-p of `params` on q."
+    params = params or SamplingParams()
+    if params.temperature == 0: return logq.argmax(-1)
+    probs = sampling_logprobs(logq, params).exp()
     cdf = probs.double().cumsum_(-1)
-    u = torch.rand(cdf.shape[0], 1, generator=generator, dtype=cdf.dtype, device=cdf.device) * cdf[:, -1:]
+    u = _uniforms(cdf.shape[0], generator, cdf.device) * cdf[:, -1:]
     # the first token whose cumulative mass exceeds u: never a token with q = 0 (its cdf equals its predecessor's)
     token = torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_max_(cdf.shape[-1] - 1)
     # u·total rounded up to total (odds about 1e-16) could land on a trailing q = 0 token: take the mode instead
