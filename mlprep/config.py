@@ -193,6 +193,7 @@ def _parser(cls, prog: str | None = None):
     p = HfArgumentParser(cls, prog=prog, description=(cls.__doc__ or '').strip())
     for a in p._actions:
         if a.dest in cls.keys(): a.default = argparse.SUPPRESS     # so only flags actually given come back
+        if a.dest in cls.keys() and a.nargs in ('+', '*'): a.type = None     # lists: strings, converted by `_coerce`
     p.add_argument('--config', default=None, help='YAML file with any of the keys above; flags override it')
     def error(message): raise ConfigError(f'{p.prog}: {message}')
     p.error = error                                                  # a bad flag is a ConfigError, not sys.exit
@@ -210,6 +211,8 @@ def _from_cli(cls, argv: list[str] | None = None, prog: str | None = None):
         raise ConfigError(f"unknown option '{flag}' for {cls.__name__}" + (f"; did you mean '--{hint[0]}'?" if hint else '')
                           + f"\nvalid options: {', '.join('--' + k for k in cls.keys())}, --config")
     given = {k: v for k, v in vars(ns).items() if k != 'config'}
+    for k, v in given.items():                                       # `--tags a,b` and `--tags a b` both give [a, b]
+        if isinstance(v, list): given[k] = [x.strip() for item in v for x in str(item).split(',') if x.strip()]
     if ns.config: return cls.from_yaml(ns.config, given)
     return cls.from_dict(given, source='command line')
 

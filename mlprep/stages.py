@@ -4,7 +4,7 @@
 
 # %% ../nbs/90_stages.ipynb #cc81b5f1
 from __future__ import annotations
-import contextlib, datetime as _dt, importlib, itertools, json, os, secrets, shutil, socket, sys, time
+import contextlib, datetime as _dt, importlib, itertools, json, logging, os, secrets, shutil, socket, sys, time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable, get_args, get_origin
@@ -181,6 +181,12 @@ def _kernel_env(**env):
             else: os.environ[k] = v
 
 # %% ../nbs/90_stages.ipynb #734230aa
+class _KnownParameters(logging.Filter):
+    "Parameters cells hold only what a stage's tiny run changes, so every other config key is injected on purpose."
+    def filter(self, record): return not record.getMessage().startswith('Passed unknown parameter')
+
+logging.getLogger('papermill').addFilter(_KnownParameters())
+
 def run_stage(name: str, params: dict | None = None, config_file: str | Path | None = None,
               output_dir: str | Path | None = None, run_id: str | None = None, kernel_name: str | None = None,
               progress: bool = True, start_timeout: int = 120, execution_timeout: int | None = None,

@@ -10,6 +10,8 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
+pytestmark = pytest.mark.xdist_group("docs")   # one site build: the docs tests share one worker
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -24,8 +24,8 @@ def judge_only(req):
 @pytest.mark.slow
 def test_teacher_survives_429_500_timeout_and_broken_json(server, tmp_path):
     url, model = server
-    with FaultProxy(upstream=url, faults=['429', '500', 'timeout', 'badjson'], reply=judge_only, stall=4.0) as px:
-        t = Teacher(px.url, model, log_path=tmp_path / 'ex.jsonl', timeout=2.0, max_retries=4, max_tokens=24)
+    with FaultProxy(upstream=url, faults=['429', '500', 'timeout', 'badjson'], reply=judge_only, stall=5.0) as px:
+        t = Teacher(px.url, model, log_path=tmp_path / 'ex.jsonl', timeout=3.0, max_retries=4, max_tokens=24)
         ev = t.evaluate('Find all primes p such that p + 2 and p + 4 are both prime.')
         assert ev is not None and set(ev['scores']) == {'rigor', 'difficulty', 'innovation', 'clarity', 'educational_value'}
         assert [s['fault'] for s in px.seen[:5]] == ['429', '500', 'timeout', 'badjson', None]
