@@ -21,4 +21,4 @@ JOBS = [
          run='mlprep.mateconv.infer:run_infer', notebook='infer.ipynb',
          description='generate with MateConv or any causal LM: a prompt, a batch file, streaming, or an interactive chat'),
 ]
-DEMO_STEPS = [dict(name='pretrain', run='mlprep.mateconv.pretrain:demo_step')]   # a tiny MateConv, 100 steps on the demo corpus
+DEMO_STEPS = [dict(name='pretrain', run='mlprep.mateconv.pretrain:demo_step')]   # a tiny MateConv, 150 steps on the demo corpus

@@ -324,11 +324,11 @@ def train_pretrain(config: PretrainConfig, model=None) -> dict:
     return summary
 
 def demo_step(out: Path, progress: bool = True) -> dict:
-    "The pretraining step of `mlprep demo`: a tiny MateConv, 100 steps on the demo corpus (~20 s on CPU)."
+    "The pretraining step of `mlprep demo`: a tiny MateConv, 150 steps on the demo corpus (~25 s on CPU)."
     out = Path(out) / 'pretrain'
     s = train_pretrain(PretrainConfig(train_data_path='mateconv:demo', val_fraction=0.05, out_dir=str(out), dim=64, n_layers=2,
-                                      n_heads=4, n_kv_heads=2, max_seq_len=64, batch_size=16, learning_rate=3e-3, max_steps=100,
-                                      warmup_steps=10, eval_interval=50, log_interval=25, save_total_limit=1, samples=2))
+                                      n_heads=4, n_kv_heads=2, max_seq_len=64, batch_size=16, learning_rate=3e-3, max_steps=150,
+                                      warmup_steps=15, eval_interval=75, log_interval=25, save_total_limit=1, samples=2))
     print(f"MateConv pretraining: validation loss {s['eval_loss']} after {s['steps']} steps; sample: {s['samples'][0]!r}")
     return {'pretrained MateConv': out / 'best_model', 'pretraining metrics': out / 'metrics.jsonl', 'pretraining summary': out / 'summary.json'}
 

@@ -66,14 +66,8 @@ def _partial_path(bin_path: Path) -> Path: return Path(str(bin_path) + '.partial
 
 HIST_BIN, HIST_N = 16, 128                    # document-length histogram: 128 bins of 16 tokens (the last one open)
 
-_WORKER_TOK = None
-def _init_worker(tok_path):
-    global _WORKER_TOK
-    from transformers import AutoTokenizer
-    _WORKER_TOK = AutoTokenizer.from_pretrained(tok_path).backend_tokenizer
-
-def _encode(texts, backend=None):
-    backend = backend or _WORKER_TOK
+def _encode(texts, backend) -> list[list[int]]:
+    "Token ids of each text (no special tokens), in one batch call of the Rust tokenizer."
     return [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)]
 
 def _read_chunk(f, n: int, field: str, source, first_line: int, bad: BadRows):
@@ -120,11 +114,11 @@ def process_dataset(input_path: str | Path, output_path: str | Path, tokenizer: 
             log.info(f'{output_path} is already complete'); return meta
     with open(part_p, 'ab') as out: out.truncate(state['bytes'])        # drop what came after the last recorded chunk
     bad = BadRows(log=log); bad.counts.update(state['bad'])
-    pool = None
-    if num_proc > 1:
-        import multiprocessing as mp
-        pool = mp.get_context('spawn').Pool(num_proc, initializer=_init_worker, initargs=(tok_path,))
     backend = tok.backend_tokenizer
+    env_before = os.environ.get('TOKENIZERS_PARALLELISM')
+    if num_proc > 1:                                          # the Rust tokenizer's own threads (rayon)
+        os.environ.setdefault('RAYON_NUM_THREADS', str(num_proc))
+        os.environ['TOKENIZERS_PARALLELISM'] = 'true'
     bar = progress(total=settings['input_size'], unit='B', unit_scale=True, desc='tokenizing', initial=state['offset'])
     chunks = 0
     try:
@@ -140,10 +134,7 @@ def process_dataset(input_path: str | Path, output_path: str | Path, tokenizer: 
                     else:
                         state['truncated'] += sum(len(t) > max_length for t in texts)
                         texts = [t[:max_length] for t in texts]
-                if pool is not None and len(texts) > 1:
-                    step = -(-len(texts) // num_proc)
-                    ids = [x for part in pool.map(_encode, [texts[i:i + step] for i in range(0, len(texts), step)]) for x in part]
-                else: ids = _encode(texts, backend)
+                ids = _encode(texts, backend)
                 lens = np.fromiter((len(x) + 2 for x in ids), dtype=np.int64, count=len(ids))
                 flat = np.empty(int(lens.sum()), dtype=dtype)                 # [<s> ids </s>] per document
                 ends = np.cumsum(lens); starts = ends - lens
@@ -162,7 +153,9 @@ def process_dataset(input_path: str | Path, output_path: str | Path, tokenizer: 
                 if _stop_after_chunks and chunks >= _stop_after_chunks: return dict(state, stopped=True)
     finally:
         bar.close()
-        if pool is not None: pool.terminate()
+        if num_proc > 1:
+            if env_before is None: os.environ.pop('TOKENIZERS_PARALLELISM', None)
+            else: os.environ['TOKENIZERS_PARALLELISM'] = env_before
     meta = dict(settings, docs=state['docs'], tokens=state['tokens'], chars=state['chars'], skipped_long=state['skipped'],
                 truncated=state['truncated'], bad=dict(bad.counts), length_hist=state['hist'], hist_bin=HIST_BIN,
                 vocab_size=len(tok), bos_token_id=bos, eos_token_id=eos, tokenizer_path=str(tok_path))
@@ -253,7 +246,7 @@ class ProcessConfig(Config):
     long_docs: Literal['skip', 'truncate'] = param('skip', help='skip (as the original) or truncate documents over max_length')
     chunk_size: int = param(50000, help='lines per chunk: the memory bound and the resume granularity')
     resume: bool = param(True, help='continue an interrupted run (same input, tokenizer and settings)')
-    num_proc: int = param(1, help='tokenizer processes')
+    num_proc: int = param(1, help='tokenizer threads (the Rust tokenizer batch-encodes in parallel)')
     val_fraction: float = param(0.0, help='share of documents split off into OUTPUT_val.bin (0: no split)')
     seed: int = param(0, help='seed of the train/val split')
     clean_output: str = param('', help='also write the cleaned JSONL here (validate_and_clean_jsonl)')
