@@ -11,7 +11,7 @@ from pathlib import Path
 from .core import UserError, get_logger
 from .config import ConfigError
 from .stages import (DEMO_STEPS, JOB_GROUPS, STAGES, Stage, StageError, expand_sweep, get_stage, import_target,
-                           load_jobs, run_dir_for, run_stage)
+                           load_jobs, place_outputs, run_dir_for, run_stage)
 from .slurm import SlurmOptions, slurm_submit
 
 # %% auto #0
@@ -106,7 +106,7 @@ def cmd_launch(a) -> int:
     st = get_stage(a.stage)
     if not st.entry: raise ConfigError(f"stage '{a.stage}' has no distributed entry point")
     cfg = st.config.from_yaml(a.params_file)
-    if 'output_dir' in st.config.keys(): cfg.output_dir = a.output_dir
+    place_outputs(cfg, a.output_dir)
     mod, fn = st.entry.split(':')
     getattr(importlib.import_module(mod), fn)(cfg)
     return 0

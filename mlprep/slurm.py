@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .core import UserError, atomic_write_json, atomic_write_text
 from .config import Config, ConfigError, param
-from .stages import expand_sweep, get_stage, new_run_id, run_dir_for
+from .stages import expand_sweep, get_stage, new_run_id, place_outputs, run_dir_for
 
 # %% auto #0
 __all__ = ['SlurmOptions', 'slurm_script', 'Submission', 'sbatch', 'slurm_submit']
@@ -117,7 +117,7 @@ def slurm_submit(stage: str, params: dict | None = None, config_file: str | Path
     tasks = []
     for i, (p, cfg) in enumerate(zip(points, configs)):
         d = run_dir/f'task-{i}' if sweep else run_dir
-        if 'output_dir' in st.config.keys(): cfg.output_dir = str(d)
+        place_outputs(cfg, d)
         tasks.append(dict(task=i, run_dir=str(d), params={k: str(v) for k, v in p.items()}, config=cfg))
     script = slurm_script(stage, run_dir, opts, n_tasks=len(points) if sweep else None, python=python)
     if dry_run: return Submission(run_dir, script, None, [{k: v for k, v in t.items() if k != 'config'} for t in tasks])

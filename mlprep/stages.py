@@ -15,7 +15,7 @@ from .config import Config, ConfigError, _hints
 # %% auto #0
 __all__ = ['STAGES', 'DEMO_STEPS', 'JOB_GROUPS', 'stages_dir', 'import_target', 'Stage', 'notebook_defaults',
            'check_parameters_cell', 'register_stage', 'load_jobs', 'get_stage', 'new_run_id', 'run_dir_for',
-           'expand_sweep', 'StageError', 'run_stage']
+           'place_outputs', 'expand_sweep', 'StageError', 'run_stage']
 
 # %% ../nbs/90_stages.ipynb #cbadb882
 def stages_dir() -> Path:
@@ -136,6 +136,14 @@ def run_dir_for(stage: str, output_dir: str | Path | None = None, run_id: str | 
     if output_dir: return Path(output_dir).resolve()
     return (Path(root)/stage/(run_id or new_run_id())).resolve()
 
+# %% ../nbs/90_stages.ipynb #9e6c286f
+def place_outputs(cfg: Config, run_dir: str | Path) -> Config:
+    "Point `cfg`'s output folder into `run_dir`: `output_dir` becomes the run folder; a relative `out_dir` goes inside it."
+    keys = type(cfg).keys()
+    if 'output_dir' in keys: cfg.output_dir = str(run_dir)
+    elif 'out_dir' in keys and not Path(cfg.out_dir).is_absolute(): cfg.out_dir = str(Path(run_dir)/cfg.out_dir)
+    return cfg
+
 # %% ../nbs/90_stages.ipynb #5ec24427
 def expand_sweep(config_cls: type[Config], params: dict) -> list[dict]:
     "Expand comma-separated values of non-list keys into the list of parameter dicts of a sweep."
@@ -202,7 +210,7 @@ def run_stage(name: str, params: dict | None = None, config_file: str | Path | N
     kernel = _kernel_name(kernel_name)
     run_dir = run_dir_for(name, output_dir, run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if 'output_dir' in stage.config.keys(): cfg.output_dir = str(run_dir)
+    place_outputs(cfg, run_dir)
     cfg.save(run_dir)
     out_nb = run_dir/f'{name}.ipynb'
     if out_nb.exists():                                                     # requeued or rerun: keep the earlier report

@@ -19,7 +19,7 @@ def small(tmp_path):
 
 @pytest.mark.slow
 def test_tokenizer_process_pretrain_infer(small, tmp_path, capsys):
-    assert main(['tokenizer', '--input', small, '--vocab_size', '400', '--output_dir', tmp_path / 'tok']) == 0
+    assert main(['tokenizer', 'train', '--input', small, '--vocab_size', '400', '--output_dir', tmp_path / 'tok']) == 0
     assert main(['process', '--input', small, '--output', tmp_path / 'd.bin', '--tokenizer_path', tmp_path / 'tok',
                  '--val_fraction', '0.1']) == 0
     out = capsys.readouterr().out
