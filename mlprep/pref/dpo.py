@@ -19,8 +19,8 @@ from ..data.resolve import resolve_dataset, resolve_model
 from .losses import LOSS_TYPES, dpo_loss, dpo_metrics
 
 # %% auto #0
-__all__ = ['DPOConfig', 'pair_messages', 'load_pairs', 'sequence_logps', 'PrefDPOTrainer', 'quiet_printer', 'latest_checkpoint',
-           'resolve_resume', 'trl_args', 'train_dpo', 'score_pairs', 'pair_rewards', 'demo_step']
+__all__ = ['DPOConfig', 'pair_messages', 'load_pairs', 'split_pairs', 'sequence_logps', 'PrefDPOTrainer', 'quiet_printer',
+           'latest_checkpoint', 'resolve_resume', 'trl_args', 'train_dpo', 'score_pairs', 'pair_rewards', 'demo_step']
 
 # %% ../../nbs/pref/21_dpo.ipynb #c1f4ec94
 @dataclass
@@ -97,6 +97,14 @@ def load_pairs(source: str, adapter: str, tokenizer, max_prompt_length: int, num
     if bad.total and log: log.warning(f'skipped {bad.total} pair(s) of {recs.source}: {bad.summary()}')
     if not out: raise ValueError(f'no usable preference pair in {source}: {bad.summary()}')
     return out, bad
+
+# %% ../../nbs/pref/21_dpo.ipynb #26a90db4
+def split_pairs(cfg, tokenizer, log: logging.Logger | None = None):
+    "The usable pairs of `cfg.dataset` as (train, eval) datasets, the last `eval_fraction` held out, and the skipped rows."
+    pairs, bad = load_pairs(cfg.dataset, cfg.dataset_adapter, tokenizer, cfg.max_prompt_length, 100 if cfg.sanity_check else None, log)
+    n_eval = max(1, round(len(pairs) * cfg.eval_fraction))
+    if len(pairs) - n_eval < 1: raise ValueError(f'{cfg.dataset}: only {len(pairs)} usable pair(s), too few to hold out {n_eval} for eval')
+    return to_dataset(pairs[:-n_eval]), to_dataset(pairs[-n_eval:]), bad
 
 # %% ../../nbs/pref/21_dpo.ipynb #26a90db4
 from trl import DPOConfig as TRLDPOConfig, DPOTrainer
@@ -200,11 +208,8 @@ def train_dpo(cfg: DPOConfig) -> dict:
         set_seed(cfg.seed)
         model_path = resolve_model(cfg.model_name)
         tok = load_tokenizer(model_path, padding_side='right')
-        pairs, bad = load_pairs(cfg.dataset, cfg.dataset_adapter, tok, cfg.max_prompt_length, 100 if cfg.sanity_check else None, log)
-        n_eval = max(1, round(len(pairs) * cfg.eval_fraction))
-        if len(pairs) - n_eval < 1: raise ValueError(f'{cfg.dataset}: only {len(pairs)} usable pair(s), too few to hold out {n_eval} for eval')
-        train_ds, eval_ds = to_dataset(pairs[:-n_eval]), to_dataset(pairs[-n_eval:])
-        log.info(f'{len(train_ds)} train / {n_eval} eval pairs from {cfg.dataset}' + (f'; skipped {bad.summary()}' if bad.total else ''))
+        train_ds, eval_ds, bad = split_pairs(cfg, tok, log)
+        log.info(f'{len(train_ds)} train / {len(eval_ds)} eval pairs from {cfg.dataset}' + (f'; skipped {bad.summary()}' if bad.total else ''))
         quant = '8bit' if cfg.load_in_8bit else None
         model = load_model(model_path, dtype='float32' if device.type == 'cpu' else 'auto', device=device, quantization=quant)
         peft_config, ref_model = None, None
@@ -230,7 +235,7 @@ def train_dpo(cfg: DPOConfig) -> dict:
         final_dir = save_pretrained_dir(model, tok, out/'final_model')
         history = [h for h in trainer.state.log_history]
         summary = dict(output_dir=str(out), final_model=final_dir, steps=trainer.state.global_step, seconds=round(time.time() - t0, 1),
-                       train_pairs=len(train_ds), eval_pairs=n_eval, bad_pairs=bad.to_dict(),
+                       train_pairs=len(train_ds), eval_pairs=len(eval_ds), bad_pairs=bad.to_dict(),
                        train={k: v for h in history if 'loss' in h and 'eval_loss' not in h for k, v in h.items()},
                        eval={k.removeprefix('eval_'): v for k, v in final.items()})
         atomic_write_json(out/'summary.json', summary)

@@ -18,7 +18,7 @@ from ..data.models import check_quantization, load_model, load_tokenizer
 from ..data.adapters import to_dataset
 from ..data.resolve import resolve_model
 from .losses import dpo_loss, pref_guided_loss, pref_metrics
-from .dpo import PrefDPOTrainer, _LogToFile, _file_log, load_pairs, quiet_printer, resolve_resume, trl_args
+from .dpo import PrefDPOTrainer, _LogToFile, _file_log, load_pairs, split_pairs, quiet_printer, resolve_resume, trl_args
 
 # %% auto #0
 __all__ = ['DEFAULT_PREFERENCE_TEXT', 'GUIDE_TB_NAMES', 'PrefDPOConfig', 'guidance_ids', 'load_prompt_embedding', 'guided_batch',
@@ -192,10 +192,7 @@ def train_pref_dpo(cfg: PrefDPOConfig) -> dict:
         set_seed(cfg.seed)
         model_path = resolve_model(cfg.model_name)
         tok = load_tokenizer(model_path, padding_side='right')
-        pairs, bad = load_pairs(cfg.dataset, cfg.dataset_adapter, tok, cfg.max_prompt_length, 100 if cfg.sanity_check else None, log)
-        n_eval = max(1, round(len(pairs) * cfg.eval_fraction))
-        if len(pairs) - n_eval < 1: raise ValueError(f'{cfg.dataset}: only {len(pairs)} usable pair(s), too few to hold out {n_eval} for eval')
-        train_ds, eval_ds = to_dataset(pairs[:-n_eval]), to_dataset(pairs[-n_eval:])
+        train_ds, eval_ds, bad = split_pairs(cfg, tok, log)
         model = load_model(model_path, dtype='float32' if device.type == 'cpu' else 'auto', device=device,
                            quantization='8bit' if cfg.load_in_8bit else None)
         if cfg.mode == 'text': guidance, is_ids = torch.tensor(guidance_ids(tok, cfg.preference_text)), True
@@ -213,7 +210,7 @@ def train_pref_dpo(cfg: PrefDPOConfig) -> dict:
                                        callbacks=[_LogToFile(log), GuideTensorBoard(out/'logs')])
         quiet_printer(trainer)
         cfg.save(out)
-        log.info(f'preference-guided DPO ({cfg.mode}): {len(train_ds)} train / {n_eval} eval pairs, β={cfg.beta}, α={cfg.alpha}, '
+        log.info(f'preference-guided DPO ({cfg.mode}): {len(train_ds)} train / {len(eval_ds)} eval pairs, β={cfg.beta}, α={cfg.alpha}, '
                  f'λ_kl={cfg.lambda_kl}, LoRA r{cfg.lora_r}/α{cfg.lora_alpha}' + (f', resuming from {resume}' if resume else ''))
         t0 = time.time()
         trainer.train(resume_from_checkpoint=resume)
@@ -228,7 +225,7 @@ def train_pref_dpo(cfg: PrefDPOConfig) -> dict:
                 save_file({'prompt_embedding': trainer.guidance.detach().cpu().contiguous()}, str(out/'prompt_embedding.safetensors'))
         train_logs = [h for h in trainer.state.log_history if 'aligned_loss' in h and 'eval_loss' not in h]
         summary = dict(output_dir=str(out), steps=trainer.state.global_step, seconds=round(time.time() - t0, 1),
-                       train_pairs=len(train_ds), eval_pairs=n_eval, bad_pairs=bad.to_dict(),
+                       train_pairs=len(train_ds), eval_pairs=len(eval_ds), bad_pairs=bad.to_dict(),
                        first=train_logs[0] if train_logs else {}, train=train_logs[-1] if train_logs else {},
                        eval={k.removeprefix('eval_'): v for k, v in final.items()})
         if trainer.is_world_process_zero():
