@@ -38,6 +38,20 @@ def test_cache_equals_nocache_other_architectures(tok, arch):
                        generate_mixture_nocache(theta, target, theta_batch, target_batch, **kw).tokens)
 
 
+def test_sliding_window_models_decode_past_their_window(tok):
+    """A sliding-window model (mistral, window 4 positions) has no hard length limit besides its positions: its cache
+    keeps the last window, so the mixture decodes far past the window, equal to the no-cache reference (which masks
+    by the same window) and refused by nothing."""
+    theta, target = pair(tok, 'mistral', sliding_window=4)
+    assert theta.config.sliding_window == 4
+    theta_batch, target_batch, _ = encode_prompt_pair(tok, tok, PROMPTS)
+    kw = dict(params=SamplingParams('kl_symmetry', temperature=0), max_new_tokens=16, eos_token_ids=())
+    cached = generate_mixture(theta, target, theta_batch, target_batch, **kw).tokens
+    assert cached.shape[1] == 16
+    assert torch.equal(cached, generate_mixture_nocache(theta, target, theta_batch, target_batch, **kw).tokens)
+    full = generate_mixture(*pair(tok, 'mistral', sliding_window=None), theta_batch, target_batch, **kw).tokens
+    assert not torch.equal(cached, full)               # the window really is in force: full attention decodes otherwise
+
 def test_sampling_cache_equals_nocache_with_same_seed(tok):
     "With one generator seed, sampling (temperature, top-p) draws the same tokens with and without the caches."
     theta, target = pair(tok)
