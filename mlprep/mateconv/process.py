@@ -67,8 +67,9 @@ def _partial_path(bin_path: Path) -> Path: return Path(str(bin_path) + '.partial
 HIST_BIN, HIST_N = 16, 128                    # document-length histogram: 128 bins of 16 tokens (the last one open)
 
 def _encode(texts, backend) -> list[list[int]]:
-    "Token ids of each text (no special tokens), in one batch call of the Rust tokenizer."
-    return [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)]
+    "Token ids of each text (no special tokens), in one batch call of the Rust tokenizer (without character offsets: ~17% faster)."
+    encode = getattr(backend, 'encode_batch_fast', backend.encode_batch)          # tokenizers >= 0.21
+    return [e.ids for e in encode(texts, add_special_tokens=False)]
 
 def _read_chunk(f, n: int, field: str, source, first_line: int, bad: BadRows):
     "Read up to `n` lines from binary file `f`: (texts, lines read)."
