@@ -59,3 +59,28 @@ def test_aligned_loss_falls_on_held_out_pairs(tmp_path):
     assert last['eval_aligned_loss'] < first['eval_aligned_loss']
     assert last['eval_accuracy'] > first['eval_accuracy'] + 0.3
     assert last['eval_dpo_loss'] < first['eval_dpo_loss']
+
+
+def test_trainable_soft_prompt_resumes_exactly(tmp_path):
+    """Embedding mode with --train_embedding: a run resumed from checkpoint-2 ends with the same soft prompt and adapter
+    as the uninterrupted 4-step run (CPU, float32, tolerance 1e-6): the prompt is saved inside each checkpoint."""
+    import shutil, torch
+    from safetensors.torch import load_file
+    from mlprep.data.models import load_model
+    from mlprep.data.resolve import resolve_model
+    from mlprep.pref.pref_dpo import PrefDPOConfig, train_pref_dpo
+    hidden = load_model(resolve_model('tiny:target'), dtype='float32', device='cpu').config.hidden_size
+    torch.manual_seed(0); torch.save(torch.randn(3, hidden) * 0.02, tmp_path/'soft.pt')
+    kw = dict(mode='embedding', prompt_embedding_path=str(tmp_path/'soft.pt'), train_embedding=True, dataset='demo:pairs',
+              dataset_adapter='pairs', max_steps=4, batch_size=2, gradient_accumulation_steps=1, eval_steps=100, save_steps=2,
+              logging_steps=1, eval_fraction=0.01, max_length=192, device='cpu', learning_rate=1e-2)
+    train_pref_dpo(PrefDPOConfig(output_dir=str(tmp_path/'a'), **kw))
+    assert (tmp_path/'a'/'checkpoint-2'/'prompt_embedding.safetensors').exists()
+    (tmp_path/'b').mkdir(); shutil.copytree(tmp_path/'a'/'checkpoint-2', tmp_path/'b'/'checkpoint-2')
+    train_pref_dpo(PrefDPOConfig(output_dir=str(tmp_path/'b'), resume_from_checkpoint='latest', **kw))
+    a, b = (load_file(str(tmp_path/r/'prompt_embedding.safetensors'))['prompt_embedding'] for r in 'ab')
+    start = torch.load(tmp_path/'soft.pt', weights_only=True)
+    assert (a - start).abs().max() > 1e-3                       # it trained
+    assert torch.allclose(a, b, atol=1e-6, rtol=0), (a - b).abs().max()
+    wa, wb = (load_file(str(tmp_path/r/'adapter_model.safetensors')) for r in 'ab')
+    for k in wa: assert torch.allclose(wa[k], wb[k], atol=1e-6, rtol=0), k

@@ -11,6 +11,7 @@ from typing import Literal
 
 import torch
 from torch import nn
+from transformers import TrainerCallback
 
 from ..core import atomic_write_json, get_device, get_logger, set_seed
 from ..config import Config, ConfigError, param
@@ -21,8 +22,9 @@ from .losses import dpo_loss, pref_guided_loss, pref_metrics
 from .dpo import PrefDPOTrainer, _LogToFile, _file_log, load_pairs, split_pairs, quiet_printer, resolve_resume, trl_args
 
 # %% auto #0
-__all__ = ['DEFAULT_PREFERENCE_TEXT', 'GUIDE_TB_NAMES', 'PrefDPOConfig', 'guidance_ids', 'load_prompt_embedding', 'guided_batch',
-           'PrefGuidedDPOTrainer', 'GuideTensorBoard', 'zero2_config', 'train_pref_dpo']
+__all__ = ['DEFAULT_PREFERENCE_TEXT', 'SOFT_PROMPT_FILE', 'GUIDE_TB_NAMES', 'PrefDPOConfig', 'guidance_ids',
+           'load_prompt_embedding', 'save_prompt_embedding', 'checkpoint_prompt_embedding', 'guided_batch',
+           'SoftPromptGrad', 'PrefGuidedDPOTrainer', 'GuideTensorBoard', 'zero2_config', 'train_pref_dpo']
 
 # %% ../../nbs/pref/22_pref_dpo.ipynb #c414671e
 DEFAULT_PREFERENCE_TEXT = 'Please provide a helpful, honest, harmless, and concise response.'
@@ -94,6 +96,23 @@ def load_prompt_embedding(path: str | Path, hidden_size: int) -> torch.Tensor:
     return t.float()
 
 # %% ../../nbs/pref/22_pref_dpo.ipynb #585dda83
+SOFT_PROMPT_FILE = 'prompt_embedding.safetensors'
+
+def save_prompt_embedding(embedding: torch.Tensor, folder: str | Path) -> Path:
+    "Save a soft prompt `[n_virtual_tokens, hidden]` as safetensors in `folder`."
+    from safetensors.torch import save_file
+    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    save_file({'prompt_embedding': embedding.detach().cpu().contiguous()}, str(folder/SOFT_PROMPT_FILE))
+    return folder/SOFT_PROMPT_FILE
+
+def checkpoint_prompt_embedding(checkpoint: str | Path) -> torch.Tensor:
+    "The trained soft prompt saved in `checkpoint` (what a resumed `--train_embedding` run continues from)."
+    from safetensors.torch import load_file
+    f = Path(checkpoint)/SOFT_PROMPT_FILE
+    if not f.exists(): raise ConfigError(f'{checkpoint} has no {SOFT_PROMPT_FILE}: it was not saved by a run with --train_embedding')
+    return load_file(str(f))['prompt_embedding']
+
+# %% ../../nbs/pref/22_pref_dpo.ipynb #585dda83
 def guided_batch(embed: nn.Module, inputs: dict, prefix: torch.Tensor) -> dict:
     "Model inputs for one forward over [plain; guided] × [chosen; rejected]: inputs_embeds (4B, T+n_g, H), mask, labels."
     ids, att, comp = inputs['input_ids'], inputs['attention_mask'], inputs['completion_mask']   # (2B, T)
@@ -109,6 +128,16 @@ def guided_batch(embed: nn.Module, inputs: dict, prefix: torch.Tensor) -> dict:
     labels = torch.cat([torch.cat([lab, pad], 1), torch.cat([pad, lab], 1)])                     # (4B, T+n_g)
     return dict(inputs_embeds=torch.cat([plain, guided]), attention_mask=mask, labels=labels)
 
+class SoftPromptGrad(TrainerCallback):
+    """The trainable soft prompt lives outside the model, so the Trainer neither clears its gradient (`model.zero_grad()`)
+    nor averages it across processes (DDP): average it before each optimizer step, clear it after."""
+    def __init__(self, prompt: nn.Parameter): self.prompt = prompt
+    def on_pre_optimizer_step(self, args, state, control, **kw):
+        g = self.prompt.grad
+        if g is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(g); g /= torch.distributed.get_world_size()
+    def on_optimizer_step(self, args, state, control, **kw): self.prompt.grad = None
+
 class PrefGuidedDPOTrainer(PrefDPOTrainer):
     "TRL's `DPOTrainer` with the preference-guided loss; the policy is a LoRA adapter, the reference the adapter disabled."
     def __init__(self, *args, guidance: torch.Tensor, guidance_is_ids: bool, alpha: float, lambda_kl: float,
@@ -117,12 +146,19 @@ class PrefGuidedDPOTrainer(PrefDPOTrainer):
         self.alpha, self.lambda_kl, self.guidance_is_ids = alpha, lambda_kl, guidance_is_ids
         dev = self.accelerator.device
         self.guidance = guidance.to(dev) if guidance_is_ids else nn.Parameter(guidance.to(dev), requires_grad=train_guidance)
+        if not guidance_is_ids and train_guidance: self.add_callback(SoftPromptGrad(self.guidance))
 
     def create_optimizer(self, model=None):
         opt = super().create_optimizer(model) if model is not None else super().create_optimizer()
         if not self.guidance_is_ids and self.guidance.requires_grad and all(self.guidance is not p for g in opt.param_groups for p in g['params']):
             opt.add_param_group(dict(params=[self.guidance], weight_decay=0.0))
         return opt
+
+    def _save_checkpoint(self, model, trial):
+        "A trainable soft prompt goes into each checkpoint, before `trainer_state.json` marks it complete: resume is exact."
+        if not self.guidance_is_ids and self.guidance.requires_grad and self.is_world_process_zero():
+            save_prompt_embedding(self.guidance, Path(self._get_output_dir(trial))/f'checkpoint-{self.state.global_step}')
+        super()._save_checkpoint(model, trial)
 
     def prefix(self, model) -> torch.Tensor:
         embed = self.accelerator.unwrap_model(model).get_input_embeddings()
@@ -197,6 +233,7 @@ def train_pref_dpo(cfg: PrefDPOConfig) -> dict:
                            quantization='8bit' if cfg.load_in_8bit else None)
         if cfg.mode == 'text': guidance, is_ids = torch.tensor(guidance_ids(tok, cfg.preference_text)), True
         else: guidance, is_ids = load_prompt_embedding(cfg.prompt_embedding_path, model.get_input_embeddings().weight.shape[1]), False
+        if resume and not is_ids and cfg.train_embedding: guidance = checkpoint_prompt_embedding(resume)   # the prompt as trained so far
         from peft import LoraConfig
         peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules='all-linear', task_type='CAUSAL_LM')
         ds_cfg = cfg.deepspeed
@@ -220,9 +257,7 @@ def train_pref_dpo(cfg: PrefDPOConfig) -> dict:
             trainer.save_model(str(out))                                    # adapter_model.safetensors + adapter_config.json
             tok.save_pretrained(out)
             trainer.state.save_to_json(str(out/'trainer_state.json'))
-            if not is_ids and cfg.train_embedding:
-                from safetensors.torch import save_file
-                save_file({'prompt_embedding': trainer.guidance.detach().cpu().contiguous()}, str(out/'prompt_embedding.safetensors'))
+            if not is_ids and cfg.train_embedding: save_prompt_embedding(trainer.guidance, out)
         train_logs = [h for h in trainer.state.log_history if 'aligned_loss' in h and 'eval_loss' not in h]
         summary = dict(output_dir=str(out), steps=trainer.state.global_step, seconds=round(time.time() - t0, 1),
                        train_pairs=len(train_ds), eval_pairs=len(eval_ds), bad_pairs=bad.to_dict(),
