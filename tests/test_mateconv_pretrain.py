@@ -51,14 +51,18 @@ def test_sigkill_resume_exact(small_bin, tmp_path):
 
 @pytest.mark.slow
 def test_ddp_two_cpu_processes(small_bin, tmp_path):
-    kw = dict(train_data_path=small_bin, dim=32, n_layers=1, n_heads=2, n_kv_heads=1, max_seq_len=32, batch_size=4, max_steps=4,
-              eval_interval=2, log_interval=1, samples=0, ddp='true', out_dir=tmp_path / 'ddp')
+    "What `mlprep slurm pretrain` runs on each node: torchrun + `mlprep launch`; the relative out_dir lands in the run folder."
+    cfg = PretrainConfig.from_dict(dict(train_data_path=str(small_bin), dim=32, n_layers=1, n_heads=2, n_kv_heads=1, max_seq_len=32,
+                                        batch_size=4, max_steps=4, eval_interval=2, log_interval=1, samples=0, ddp='true', out_dir='ddp'))
+    cfg.save(tmp_path, 'params.yaml')
+    run = tmp_path / 'run'
     r = subprocess.run([str(Path(sys.executable).parent / 'torchrun'), '--nproc_per_node', '2', '--master_port', '29517',
-                        '-m', 'mlprep.mateconv.pretrain', *_flags(kw)], env=ENV, capture_output=True, text=True, timeout=300)
+                        '-m', 'mlprep.cli', 'launch', 'pretrain', str(tmp_path / 'params.yaml'), '--output_dir', str(run)],
+                       env=ENV, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
-    s = json.loads((tmp_path / 'ddp' / 'summary.json').read_text())
+    s = json.loads((run / 'ddp' / 'summary.json').read_text())
     assert s['world_size'] == 2 and s['steps'] == 4
-    assert (tmp_path / 'ddp' / 'best_model' / 'model.safetensors').exists()
+    assert (run / 'ddp' / 'best_model' / 'model.safetensors').exists()
 
 
 def unigram_entropy(tokens: np.ndarray) -> float:
