@@ -4,7 +4,7 @@
 
 # %% ../../nbs/pref/21_dpo.ipynb #0bc42cfc
 from __future__ import annotations
-import logging, math, os, time
+import logging, os, time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -16,11 +16,12 @@ from ..config import Config, ConfigError, param
 from ..data.adapters import hh_messages, load_records, to_dataset
 from ..data.models import check_quantization, load_model, load_tokenizer, save_pretrained_dir
 from ..data.resolve import resolve_dataset, resolve_model
-from .losses import LOSS_TYPES, dpo_loss, dpo_metrics
+from .losses import dpo_loss, dpo_metrics
 
 # %% auto #0
-__all__ = ['DPOConfig', 'pair_messages', 'load_pairs', 'split_pairs', 'sequence_logps', 'PrefDPOTrainer', 'quiet_printer',
-           'latest_checkpoint', 'resolve_resume', 'trl_args', 'train_dpo', 'score_pairs', 'pair_rewards', 'demo_step']
+__all__ = ['DPOConfig', 'pair_messages', 'load_pairs', 'split_pairs', 'load_run', 'sequence_logps', 'PrefDPOTrainer',
+           'quiet_printer', 'latest_checkpoint', 'resolve_resume', 'trl_args', 'train_dpo', 'score_pairs',
+           'pair_rewards', 'demo_step']
 
 # %% ../../nbs/pref/21_dpo.ipynb #c1f4ec94
 @dataclass
@@ -105,6 +106,18 @@ def split_pairs(cfg, tokenizer, log: logging.Logger | None = None):
     n_eval = max(1, round(len(pairs) * cfg.eval_fraction))
     if len(pairs) - n_eval < 1: raise ValueError(f'{cfg.dataset}: only {len(pairs)} usable pair(s), too few to hold out {n_eval} for eval')
     return to_dataset(pairs[:-n_eval]), to_dataset(pairs[-n_eval:]), bad
+
+# %% ../../nbs/pref/21_dpo.ipynb #1901d493
+def load_run(cfg, log: logging.Logger):
+    "The device, tokenizer, (train, eval) pair datasets, skipped rows and policy model that `cfg` names; seeds first."
+    device = get_device(cfg.device)
+    set_seed(cfg.seed)
+    model_path = resolve_model(cfg.model_name)
+    tok = load_tokenizer(model_path, padding_side='right')
+    train_ds, eval_ds, bad = split_pairs(cfg, tok, log)
+    model = load_model(model_path, dtype='float32' if device.type == 'cpu' else 'auto', device=device,
+                       quantization='8bit' if cfg.load_in_8bit else None)
+    return device, tok, train_ds, eval_ds, bad, model
 
 # %% ../../nbs/pref/21_dpo.ipynb #26a90db4
 from trl import DPOConfig as TRLDPOConfig, DPOTrainer
@@ -204,21 +217,16 @@ def train_dpo(cfg: DPOConfig) -> dict:
     if os.environ.get('MLPREP_PROGRESS', '1') == '0':
         import datasets; datasets.disable_progress_bars()
     try:
-        device = get_device(cfg.device)
-        set_seed(cfg.seed)
-        model_path = resolve_model(cfg.model_name)
-        tok = load_tokenizer(model_path, padding_side='right')
-        train_ds, eval_ds, bad = split_pairs(cfg, tok, log)
+        device, tok, train_ds, eval_ds, bad, model = load_run(cfg, log)
         log.info(f'{len(train_ds)} train / {len(eval_ds)} eval pairs from {cfg.dataset}' + (f'; skipped {bad.summary()}' if bad.total else ''))
-        quant = '8bit' if cfg.load_in_8bit else None
-        model = load_model(model_path, dtype='float32' if device.type == 'cpu' else 'auto', device=device, quantization=quant)
         peft_config, ref_model = None, None
         if cfg.lora:
             from peft import LoraConfig
             peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                                      target_modules='all-linear', task_type='CAUSAL_LM')
         elif not cfg.precompute_ref_log_probs:
-            ref_model = load_model(model_path, dtype=model.dtype, device=device, quantization=quant)
+            ref_model = load_model(resolve_model(cfg.model_name), dtype=model.dtype, device=device,
+                                   quantization='8bit' if cfg.load_in_8bit else None)
         steps = min(cfg.max_steps, 50) if cfg.sanity_check else cfg.max_steps
         args = trl_args(cfg, out, device, max_steps=steps, eval_steps=min(cfg.eval_steps, steps), save_steps=min(cfg.save_steps, steps))
         trainer = PrefDPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,

@@ -13,13 +13,11 @@ import torch
 from torch import nn
 from transformers import TrainerCallback
 
-from ..core import atomic_write_json, get_device, get_logger, set_seed
+from ..core import atomic_write_json
 from ..config import Config, ConfigError, param
-from ..data.models import check_quantization, load_model, load_tokenizer
-from ..data.adapters import to_dataset
-from ..data.resolve import resolve_model
+from ..data.models import check_quantization
 from .losses import dpo_loss, pref_guided_loss, pref_metrics
-from .dpo import PrefDPOTrainer, _LogToFile, _file_log, load_pairs, split_pairs, quiet_printer, resolve_resume, trl_args
+from .dpo import PrefDPOTrainer, _LogToFile, _file_log, load_run, quiet_printer, resolve_resume, trl_args
 
 # %% auto #0
 __all__ = ['DEFAULT_PREFERENCE_TEXT', 'SOFT_PROMPT_FILE', 'GUIDE_TB_NAMES', 'PrefDPOConfig', 'guidance_ids',
@@ -224,13 +222,7 @@ def train_pref_dpo(cfg: PrefDPOConfig) -> dict:
     if os.environ.get('MLPREP_PROGRESS', '1') == '0':
         import datasets; datasets.disable_progress_bars()
     try:
-        device = get_device(cfg.device)
-        set_seed(cfg.seed)
-        model_path = resolve_model(cfg.model_name)
-        tok = load_tokenizer(model_path, padding_side='right')
-        train_ds, eval_ds, bad = split_pairs(cfg, tok, log)
-        model = load_model(model_path, dtype='float32' if device.type == 'cpu' else 'auto', device=device,
-                           quantization='8bit' if cfg.load_in_8bit else None)
+        device, tok, train_ds, eval_ds, bad, model = load_run(cfg, log)
         if cfg.mode == 'text': guidance, is_ids = torch.tensor(guidance_ids(tok, cfg.preference_text)), True
         else: guidance, is_ids = load_prompt_embedding(cfg.prompt_embedding_path, model.get_input_embeddings().weight.shape[1]), False
         if resume and not is_ids and cfg.train_embedding: guidance = checkpoint_prompt_embedding(resume)   # the prompt as trained so far
