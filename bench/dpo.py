@@ -7,7 +7,8 @@ same number of steps for every case:
 2. `mlprep dpo` defaults: `PrefDPOTrainer` (mlprep's loss and metrics), RMSprop, separate reference model;
 3. as 2 with the reference log-probs precomputed (no reference model during training; the precompute pass is not timed);
 4. as 2 with LoRA r16/α32, the reference being the adapter disabled;
-5. `mlprep pref-dpo`: preference-guided DPO, LoRA r16/α32 (4 sequences per pair in one forward).
+5. `mlprep pref-dpo`: preference-guided DPO, LoRA r16/α32 (4 sequences per pair in one forward; the guidance's keys
+   and values computed once per step and read by every guided row from a shared cache).
 
 Throughput is pairs per second over the steps after the first (median step time; the fastest of `--repeats`
 round-robin runs of all cases, so that a busy machine hurts no case more than another). Peak memory is

@@ -4,7 +4,8 @@
 
 # %% ../../nbs/pref/22_pref_dpo.ipynb #aee7c203
 from __future__ import annotations
-import logging, os, time
+import inspect, logging, os, time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -12,6 +13,8 @@ from typing import Literal
 import torch
 from torch import nn
 from transformers import TrainerCallback
+from transformers.cache_utils import DynamicCache, DynamicLayer
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 from ..core import atomic_write_json
 from ..config import Config, ConfigError, param
@@ -22,6 +25,7 @@ from .dpo import PrefDPOTrainer, _LogToFile, _file_log, load_run, quiet_printer,
 # %% auto #0
 __all__ = ['DEFAULT_PREFERENCE_TEXT', 'SOFT_PROMPT_FILE', 'GUIDE_TB_NAMES', 'PrefDPOConfig', 'guidance_ids',
            'load_prompt_embedding', 'save_prompt_embedding', 'checkpoint_prompt_embedding', 'guided_batch',
+           'SharedPrefixLayer', 'cache_kwarg', 'prefix_cache', 'shared_prefix_batch', 'cache_under_checkpointing',
            'SoftPromptGrad', 'PrefGuidedDPOTrainer', 'GuideTensorBoard', 'zero2_config', 'train_pref_dpo']
 
 # %% ../../nbs/pref/22_pref_dpo.ipynb #c414671e
@@ -114,7 +118,7 @@ def checkpoint_prompt_embedding(checkpoint: str | Path) -> torch.Tensor:
 def guided_batch(embed: nn.Module, inputs: dict, prefix: torch.Tensor) -> dict:
     "Model inputs for one forward over [plain; guided] × [chosen; rejected]: inputs_embeds (4B, T+n_g, H), mask, labels."
     ids, att, comp = inputs['input_ids'], inputs['attention_mask'], inputs['completion_mask']   # (2B, T)
-    n, (b2, T) = prefix.size(0), ids.shape
+    n, b2 = prefix.size(0), ids.size(0)
     emb = embed(ids)                                                                             # (2B, T, H)
     pre = prefix.to(emb.dtype)[None].expand(b2, n, -1)                                          # (2B, n_g, H)
     plain = torch.cat([emb, emb.new_zeros(b2, n, emb.size(-1))], 1)                              # (2B, T+n_g, H)
@@ -126,6 +130,53 @@ def guided_batch(embed: nn.Module, inputs: dict, prefix: torch.Tensor) -> dict:
     labels = torch.cat([torch.cat([lab, pad], 1), torch.cat([pad, lab], 1)])                     # (4B, T+n_g)
     return dict(inputs_embeds=torch.cat([plain, guided]), attention_mask=mask, labels=labels)
 
+# %% ../../nbs/pref/22_pref_dpo.ipynb #296b90cd
+class SharedPrefixLayer(DynamicLayer):
+    "A cache layer holding the guidance's keys and values for every row: `update` prepends them and stores nothing."
+    def update(self, key_states, value_states, *args, **kwargs):
+        return torch.cat([self.keys, key_states], -2), torch.cat([self.values, value_states], -2)
+
+def _backbone(model):
+    base = model.get_base_model() if hasattr(model, 'get_base_model') else model   # under a peft wrapper, adapter on
+    return base, getattr(base, base.base_model_prefix)
+
+def cache_kwarg(model) -> str:
+    "The name the model's forward takes its cache under (`cache` from transformers 5.2x, `past_key_values` before)."
+    return 'cache' if 'cache' in inspect.signature(_backbone(model)[1].forward).parameters else 'past_key_values'
+
+@torch.no_grad()
+def prefix_cache(model, prefix: torch.Tensor, rows: int) -> DynamicCache | None:
+    "The keys and values of `prefix` (n_g, H) under `model`, shared read-only by `rows` rows; None for sliding-window caches."
+    base, backbone = _backbone(model)
+    cache = DynamicCache(config=base.config)
+    if not all(type(layer) is DynamicLayer for layer in cache.layers): return None
+    backbone(inputs_embeds=prefix[None], use_cache=True, **{cache_kwarg(model): cache})
+    for layer in cache.layers:
+        layer.keys, layer.values = layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1)  # (rows, heads, n_g, d)
+        layer.__class__ = SharedPrefixLayer
+    return cache
+
+def shared_prefix_batch(inputs: dict, n: int, cache, cache_name: str = 'cache') -> dict:
+    "Model inputs for one forward over [plain; guided] × [chosen; rejected] that reads the n-token guidance from `cache`."
+    ids, att, comp = inputs['input_ids'], inputs['attention_mask'], inputs['completion_mask']   # (2B, T), right-padded
+    b2, T = ids.shape
+    pos = torch.arange(T, device=ids.device)[None].expand(b2, T)                                 # (2B, T)
+    zeros = att.new_zeros(b2, n)
+    mask = torch.cat([torch.cat([zeros, att], 1), torch.cat([zeros + 1, att], 1)])               # (4B, n_g+T): plain rows skip the prefix
+    lab = ids.masked_fill(comp == 0, -100)
+    return {'input_ids': torch.cat([ids, ids]), 'attention_mask': mask, 'position_ids': torch.cat([pos, pos + n]),
+            'labels': torch.cat([lab, lab]), cache_name: cache}                                  # (4B, T) ids, positions, labels
+
+@contextmanager
+def cache_under_checkpointing(model):
+    "Let checkpointed layers keep a read-only cache (transformers drops the cache, which a layer could write twice)."
+    layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+    for m in layers: m._can_checkpoint_with_cache = True
+    try: yield
+    finally:
+        for m in layers: m.__dict__.pop('_can_checkpoint_with_cache', None)
+
+# %% ../../nbs/pref/22_pref_dpo.ipynb #ee883d78
 class SoftPromptGrad(TrainerCallback):
     """The trainable soft prompt lives outside the model, so the Trainer neither clears its gradient (`model.zero_grad()`)
     nor averages it across processes (DDP): average it before each optimizer step, clear it after."""
@@ -158,14 +209,22 @@ class PrefGuidedDPOTrainer(PrefDPOTrainer):
             save_prompt_embedding(self.guidance, Path(self._get_output_dir(trial))/f'checkpoint-{self.state.global_step}')
         super()._save_checkpoint(model, trial)
 
+    @property
+    def prefix_length(self) -> int: return self.guidance.size(0)
+
     def prefix(self, model) -> torch.Tensor:
         embed = self.accelerator.unwrap_model(model).get_input_embeddings()
         return embed(self.guidance) if self.guidance_is_ids else self.guidance        # (n_g, H)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        embed = self.accelerator.unwrap_model(model).get_input_embeddings()
-        batch = guided_batch(embed, inputs, self.prefix(model))
-        out = model(**batch, use_cache=False, fused_lm_head=True)
+        policy = self.accelerator.unwrap_model(model)
+        trains_prefix = not self.guidance_is_ids and self.guidance.requires_grad
+        cache = None if trains_prefix else prefix_cache(policy, self.prefix(model).detach(), 2 * inputs['input_ids'].size(0))
+        if cache is None:                                                  # the soft prompt learns, or a sliding-window cache
+            out = model(**guided_batch(policy.get_input_embeddings(), inputs, self.prefix(model)), use_cache=False, fused_lm_head=True)
+        else:
+            with cache_under_checkpointing(policy):
+                out = model(**shared_prefix_batch(inputs, self.prefix_length, cache, cache_kwarg(policy)), use_cache=False, fused_lm_head=True)
         logps = out.log_probs.sum(1)                                       # (4B,) [plain c; plain r; guided c; guided r]
         chosen, rejected, g_chosen, g_rejected = logps.chunk(4)
         ref_chosen, ref_rejected = self.reference_logps(inputs)
@@ -173,7 +232,7 @@ class PrefGuidedDPOTrainer(PrefDPOTrainer):
         res = pref_guided_loss(chosen, rejected, ref_chosen, ref_rejected, g_chosen, g_rejected, self.beta, self.alpha,
                                self.lambda_kl, self.mlprep_loss_type, self.label_smoothing, clen, rlen)
         loss = res.loss
-        if not self.guidance_is_ids and self.guidance.requires_grad:   # a trainable soft prompt learns from DPO on the guided pairs
+        if trains_prefix:                                                  # a trainable soft prompt learns from DPO on the guided pairs
             guided = dpo_loss(g_chosen, g_rejected, ref_chosen, ref_rejected, self.beta, self.mlprep_loss_type, self.label_smoothing, clen, rlen)
             loss = loss + guided.losses.mean()
         m = pref_metrics(res); m.pop('loss')
