@@ -17,7 +17,7 @@ from ..core import UserError, atomic_dir, get_device, get_dtype, get_logger
 
 # %% auto #0
 __all__ = ['log', 'hub_offline', 'hub_endpoint', 'hub_reachable', 'resolve_model_path', 'load_tokenizer', 'pick_backend',
-           'check_quantization', 'load_model', 'save_pretrained_dir']
+           'check_quantization', 'load_model', 'max_positions', 'save_pretrained_dir']
 
 # %% ../../nbs/data/02_models.ipynb #a8d97acb
 log = get_logger('models')
@@ -161,6 +161,15 @@ def load_model(name_or_path: str | Path, dtype: str | torch.dtype = 'auto', devi
     log.info(f"loaded '{name_or_path}' ({type(model).__name__}, {n/1e6:.1f}M params) with {backend} on {device} in "
              f"{str(dtype).replace('torch.', '')}" + (f", {quantization}" if quantization else ''))
     return model.eval()
+
+# %% ../../nbs/data/02_models.ipynb #7e1a0b02
+def max_positions(model) -> int | None:
+    "The most positions `model` (or its config) can read; None if the config does not say."
+    config = getattr(model, 'config', model)
+    config = getattr(config, 'get_text_config', lambda: config)()
+    limits = [getattr(config, k, None) for k in ('max_position_embeddings', 'n_positions', 'max_sequence_length')]
+    limits = [int(v) for v in limits if isinstance(v, int) and v > 0]
+    return min(limits) if limits else None
 
 # %% ../../nbs/data/02_models.ipynb #edbd34e8
 def save_pretrained_dir(model, tokenizer, path: str | Path) -> str:

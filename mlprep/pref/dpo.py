@@ -10,18 +10,19 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+from transformers import AutoConfig
 
 from ..core import BadRows, atomic_write_json, get_device, get_logger, set_seed
 from ..config import Config, ConfigError, param
 from ..data.adapters import hh_messages, load_records, to_dataset
-from ..data.models import check_quantization, load_model, load_tokenizer, save_pretrained_dir
+from ..data.models import check_quantization, load_model, load_tokenizer, max_positions, save_pretrained_dir
 from ..data.resolve import resolve_dataset, resolve_model
 from .losses import dpo_loss, dpo_metrics
 
 # %% auto #0
-__all__ = ['DPOConfig', 'pair_messages', 'load_pairs', 'split_pairs', 'load_run', 'sequence_logps', 'PrefDPOTrainer',
-           'quiet_printer', 'latest_checkpoint', 'resolve_resume', 'trl_args', 'train_dpo', 'score_pairs',
-           'pair_rewards', 'demo_step']
+__all__ = ['DPOConfig', 'pair_messages', 'load_pairs', 'split_pairs', 'check_positions', 'load_run', 'sequence_logps',
+           'PrefDPOTrainer', 'quiet_printer', 'latest_checkpoint', 'resolve_resume', 'trl_args', 'train_dpo',
+           'score_pairs', 'pair_rewards', 'demo_step']
 
 # %% ../../nbs/pref/21_dpo.ipynb #c1f4ec94
 @dataclass
@@ -108,12 +109,22 @@ def split_pairs(cfg, tokenizer, log: logging.Logger | None = None):
     return to_dataset(pairs[:-n_eval]), to_dataset(pairs[-n_eval:]), bad
 
 # %% ../../nbs/pref/21_dpo.ipynb #1901d493
-def load_run(cfg, log: logging.Logger):
-    "The device, tokenizer, (train, eval) pair datasets, skipped rows and policy model that `cfg` names; seeds first."
+def check_positions(cfg, model_path: str, prefix: int = 0) -> None:
+    "Refuse a `max_length` (plus `prefix` guidance positions) the model cannot read, from its config: no weights load."
+    limit = max_positions(AutoConfig.from_pretrained(model_path))
+    if limit is not None and cfg.max_length + prefix > limit:
+        need = f'--max_length {cfg.max_length}' + (f' + {prefix} guidance positions' if prefix else '')
+        raise ConfigError(f'{need} is more than the {limit} positions {cfg.model_name} can read: lower --max_length'
+                          + (' or shorten the guidance' if prefix else ''))
+
+def load_run(cfg, log: logging.Logger, prefix_positions=None):
+    """The device, tokenizer, (train, eval) pair datasets, skipped rows and policy model that `cfg` names; seeds first.
+    `prefix_positions(tok)`: positions a job puts before every sequence (pref-DPO's guidance)."""
     device = get_device(cfg.device)
     set_seed(cfg.seed)
     model_path = resolve_model(cfg.model_name)
     tok = load_tokenizer(model_path, padding_side='right')
+    check_positions(cfg, model_path, prefix_positions(tok) if prefix_positions else 0)
     train_ds, eval_ds, bad = split_pairs(cfg, tok, log)
     model = load_model(model_path, dtype='float32' if device.type == 'cpu' else 'auto', device=device,
                        quantization='8bit' if cfg.load_in_8bit else None)

@@ -25,8 +25,9 @@ from .dpo import PrefDPOTrainer, _LogToFile, _file_log, load_run, quiet_printer,
 # %% auto #0
 __all__ = ['DEFAULT_PREFERENCE_TEXT', 'SOFT_PROMPT_FILE', 'GUIDE_TB_NAMES', 'PrefDPOConfig', 'guidance_ids',
            'load_prompt_embedding', 'save_prompt_embedding', 'checkpoint_prompt_embedding', 'guided_batch',
-           'SharedPrefixLayer', 'cache_kwarg', 'prefix_cache', 'shared_prefix_batch', 'cache_under_checkpointing',
-           'SoftPromptGrad', 'PrefGuidedDPOTrainer', 'GuideTensorBoard', 'zero2_config', 'train_pref_dpo']
+           'SharedPrefixLayer', 'cache_kwarg', 'prefix_cache', 'cache_was_read', 'shared_prefix_batch',
+           'cache_under_checkpointing', 'SoftPromptGrad', 'PrefGuidedDPOTrainer', 'GuideTensorBoard', 'zero2_config',
+           'train_pref_dpo']
 
 # %% ../../nbs/pref/22_pref_dpo.ipynb #c414671e
 DEFAULT_PREFERENCE_TEXT = 'Please provide a helpful, honest, harmless, and concise response.'
@@ -84,8 +85,8 @@ def guidance_ids(tok, text: str) -> list[int]:
         return tok.apply_chat_template([dict(role='system', content=text)], tokenize=True, return_dict=False)
     return tok(text + '\n\n', add_special_tokens=False)['input_ids']
 
-def load_prompt_embedding(path: str | Path, hidden_size: int) -> torch.Tensor:
-    "The soft prompt `[n_virtual_tokens, hidden_size]` saved at `path` (a tensor, or a dict holding one)."
+def load_prompt_embedding(path: str | Path, hidden_size: int | None = None) -> torch.Tensor:
+    "The soft prompt `[n_virtual_tokens, hidden_size]` saved at `path` (a tensor, or a dict holding one); any width if None."
     try: t = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e: raise ValueError(f'{path}: cannot load a tensor from it ({type(e).__name__}: {e})') from None
     if isinstance(t, dict):
@@ -93,8 +94,8 @@ def load_prompt_embedding(path: str | Path, hidden_size: int) -> torch.Tensor:
         if len(tensors) != 1: raise ValueError(f'{path}: a dict with {len(tensors)} tensors; save the [n_virtual_tokens, hidden] tensor itself')
         t = tensors[0]
     if not isinstance(t, torch.Tensor): raise ValueError(f'{path}: holds a {type(t).__name__}, not a tensor')
-    if t.dim() != 2 or t.shape[1] != hidden_size:
-        raise ValueError(f'{path}: prompt embedding has shape {list(t.shape)}, the model needs [n_virtual_tokens, {hidden_size}]')
+    if t.dim() != 2 or hidden_size is not None and t.shape[1] != hidden_size:
+        raise ValueError(f'{path}: prompt embedding has shape {list(t.shape)}, the model needs [n_virtual_tokens, {hidden_size or "hidden"}]')
     return t.float()
 
 # %% ../../nbs/pref/22_pref_dpo.ipynb #585dda83
@@ -132,8 +133,9 @@ def guided_batch(embed: nn.Module, inputs: dict, prefix: torch.Tensor) -> dict:
 
 # %% ../../nbs/pref/22_pref_dpo.ipynb #296b90cd
 class SharedPrefixLayer(DynamicLayer):
-    "A cache layer holding the guidance's keys and values for every row: `update` prepends them and stores nothing."
+    "A cache layer holding the guidance's keys and values for every row: `update` prepends them, stores nothing, counts reads."
     def update(self, key_states, value_states, *args, **kwargs):
+        self.reads += 1
         return torch.cat([self.keys, key_states], -2), torch.cat([self.values, value_states], -2)
 
 def _backbone(model):
@@ -146,15 +148,21 @@ def cache_kwarg(model) -> str:
 
 @torch.no_grad()
 def prefix_cache(model, prefix: torch.Tensor, rows: int) -> DynamicCache | None:
-    "The keys and values of `prefix` (n_g, H) under `model`, shared read-only by `rows` rows; None for sliding-window caches."
+    """The keys and values of `prefix` (n_g, H) under `model`, shared read-only by `rows` rows; None where the model keeps
+    no such cache: sliding-window layers, or a model that drops its cache under gradient checkpointing (GPT-2)."""
     base, backbone = _backbone(model)
     cache = DynamicCache(config=base.config)
     if not all(type(layer) is DynamicLayer for layer in cache.layers): return None
     backbone(inputs_embeds=prefix[None], use_cache=True, **{cache_kwarg(model): cache})
+    if any(layer.keys is None for layer in cache.layers): return None
     for layer in cache.layers:
         layer.keys, layer.values = layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1)  # (rows, heads, n_g, d)
-        layer.__class__ = SharedPrefixLayer
+        layer.__class__, layer.reads = SharedPrefixLayer, 0
     return cache
+
+def cache_was_read(cache) -> bool:
+    "Whether every layer of a `prefix_cache` was read: a forward that skipped it computed its guided rows without guidance."
+    return all(layer.reads for layer in cache.layers)
 
 def shared_prefix_batch(inputs: dict, n: int, cache, cache_name: str = 'cache') -> dict:
     "Model inputs for one forward over [plain; guided] × [chosen; rejected] that reads the n-token guidance from `cache`."
@@ -196,6 +204,7 @@ class PrefGuidedDPOTrainer(PrefDPOTrainer):
         dev = self.accelerator.device
         self.guidance = guidance.to(dev) if guidance_is_ids else nn.Parameter(guidance.to(dev), requires_grad=train_guidance)
         if not guidance_is_ids and train_guidance: self.add_callback(SoftPromptGrad(self.guidance))
+        self.shared_prefix = guidance_is_ids or not train_guidance        # a trainable soft prompt needs the gradient through its rows
 
     def create_optimizer(self, model=None):
         opt = super().create_optimizer(model) if model is not None else super().create_optimizer()
@@ -219,12 +228,20 @@ class PrefGuidedDPOTrainer(PrefDPOTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         policy = self.accelerator.unwrap_model(model)
         trains_prefix = not self.guidance_is_ids and self.guidance.requires_grad
-        cache = None if trains_prefix else prefix_cache(policy, self.prefix(model).detach(), 2 * inputs['input_ids'].size(0))
-        if cache is None:                                                  # the soft prompt learns, or a sliding-window cache
+        cache = prefix_cache(policy, self.prefix(model).detach(), 2 * inputs['input_ids'].size(0)) if self.shared_prefix else None
+        if cache is not None:
+            try:
+                with cache_under_checkpointing(policy):
+                    out = model(**shared_prefix_batch(inputs, self.prefix_length, cache, cache_kwarg(policy)), use_cache=False, fused_lm_head=True)
+            except RuntimeError:                                           # a layer that skipped the cache sees a mask longer than its keys
+                if cache_was_read(cache): raise
+            if not cache_was_read(cache):                                  # the model skipped the cache: redo the step without it
+                logging.getLogger('mlprep.pref_dpo').warning(f'{type(policy.get_base_model()).__name__} did not read the shared guidance cache; '
+                                                             'using the concatenated batch from now on')
+                cache = None
+        if cache is None:                                                  # a trainable soft prompt, or a model without the shared cache
+            self.shared_prefix = False
             out = model(**guided_batch(policy.get_input_embeddings(), inputs, self.prefix(model)), use_cache=False, fused_lm_head=True)
-        else:
-            with cache_under_checkpointing(policy):
-                out = model(**shared_prefix_batch(inputs, self.prefix_length, cache, cache_kwarg(policy)), use_cache=False, fused_lm_head=True)
         logps = out.log_probs.sum(1)                                       # (4B,) [plain c; plain r; guided c; guided r]
         chosen, rejected, g_chosen, g_rejected = logps.chunk(4)
         ref_chosen, ref_rejected = self.reference_logps(inputs)
@@ -281,7 +298,8 @@ def train_pref_dpo(cfg: PrefDPOConfig) -> dict:
     if os.environ.get('MLPREP_PROGRESS', '1') == '0':
         import datasets; datasets.disable_progress_bars()
     try:
-        device, tok, train_ds, eval_ds, bad, model = load_run(cfg, log)
+        positions = lambda tok: len(guidance_ids(tok, cfg.preference_text)) if cfg.mode == 'text' else len(load_prompt_embedding(cfg.prompt_embedding_path))
+        device, tok, train_ds, eval_ds, bad, model = load_run(cfg, log, prefix_positions=positions)
         if cfg.mode == 'text': guidance, is_ids = torch.tensor(guidance_ids(tok, cfg.preference_text)), True
         else: guidance, is_ids = load_prompt_embedding(cfg.prompt_embedding_path, model.get_input_embeddings().weight.shape[1]), False
         if resume and not is_ids and cfg.train_embedding: guidance = checkpoint_prompt_embedding(resume)   # the prompt as trained so far

@@ -16,11 +16,11 @@ import torch
 from ..core import JsonlWriter, UserError, atomic_write_json, atomic_write_text, get_device, get_dtype, get_logger, progress, read_jsonl, set_seed
 from ..config import Config, ConfigError, param
 from ..data.adapters import ADAPTERS, load_records
-from ..data.models import load_model, load_tokenizer
+from ..data.models import load_model, load_tokenizer, max_positions
 from ..data.resolve import resolve_dataset, resolve_model
 from .mixture import SamplingParams
 from .decode import (check_tokenizers, decode_completions, encode_prompt_pair, encode_prompts, generate_mixture,
-                                    generate_mixture_adapters, max_positions)
+                                    generate_mixture_adapters)
 
 # %% auto #0
 __all__ = ['DATA_SETTINGS', 'TARGET_ADAPTER', 'DatagenConfig', 'side_path', 'diagnostics_path', 'shard_path', 'OutputInUse',

@@ -12,11 +12,12 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from ..core import get_logger
+from ..data.models import max_positions
 from .mixture import SamplingParams, aggregate_diagnostics, mixture_step, sample_next, sampling_logprobs
 
 # %% auto #0
-__all__ = ['log', 'check_tokenizers', 'encode_prompts', 'encode_prompt_pair', 'max_positions', 'MixtureOutput',
-           'generate_mixture', 'generate_mixture_nocache', 'generate_mixture_adapters', 'decode_completions']
+__all__ = ['log', 'check_tokenizers', 'encode_prompts', 'encode_prompt_pair', 'MixtureOutput', 'generate_mixture',
+           'generate_mixture_nocache', 'generate_mixture_adapters', 'decode_completions']
 
 # %% ../../nbs/sampling/11_decode.ipynb #8fba4da4
 log = get_logger('decode')
@@ -130,15 +131,6 @@ def _growing_cache(model, capacity: int) -> DynamicCache:
     cache = DynamicCache(config=model.config)
     cache.layers = [_GrowingLayer(capacity) if type(layer) is DynamicLayer else layer for layer in cache.layers]
     return cache
-
-# %% ../../nbs/sampling/11_decode.ipynb #7e1a0b02
-def max_positions(model) -> int | None:
-    "The most positions (prompt + generated tokens) `model` can read, from its config; None if it does not say."
-    config = getattr(model, 'config', None)
-    config = getattr(config, 'get_text_config', lambda: config)() if config is not None else None
-    limits = [getattr(config, k, None) for k in ('max_position_embeddings', 'n_positions', 'max_sequence_length')]
-    limits = [int(v) for v in limits if isinstance(v, int) and v > 0]
-    return min(limits) if limits else None
 
 # %% ../../nbs/sampling/11_decode.ipynb #648e24c6
 class _Side:
