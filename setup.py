@@ -5,12 +5,15 @@ import shutil, setuptools, shlex
 from setuptools.command.build_py import build_py
 
 class BuildWithStageNotebooks(build_py):
-    "Package the stage notebooks (nbs/stages/*.ipynb) as mlprep/stage_notebooks, so an installed mlprep can run its stages."
+    "Package the stage notebooks (nbs/stages/*.ipynb) as mlprep/stage_notebooks and pipelines/*.yaml as mlprep/pipelines, so an installed mlprep can run them."
     def run(self):
         super().run()
         dest = Path(self.build_lib)/'mlprep'/'stage_notebooks'
         dest.mkdir(parents=True, exist_ok=True)
         for nb in sorted(Path('nbs/stages').glob('*.ipynb')): shutil.copy2(nb, dest/nb.name)
+        pipes = Path(self.build_lib)/'mlprep'/'pipelines'       # the shipped pipeline YAMLs (the Snakefile is package data)
+        pipes.mkdir(parents=True, exist_ok=True)
+        for y in sorted(Path('pipelines').glob('*.yaml')): shutil.copy2(y, pipes/y.name)
 
 cfg = ConfigParser(delimiters=['='])
 cfg.read('settings.ini', encoding='utf-8')

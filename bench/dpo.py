@@ -106,7 +106,7 @@ def main(argv=None):
     cfg = DPOConfig(**common)
     from peft import LoraConfig
     lora = lambda: LoraConfig(r=16, lora_alpha=32, lora_dropout=0.1, target_modules='all-linear', task_type='CAUSAL_LM')
-    args = lambda c, **kw: trl_args(c, tmp/'o', device, report_to=[], save_strategy='no', eval_strategy='no', **kw)
+    args = lambda c, **kw: trl_args(c, tmp/'o', device, report_to=[], save_strategy='no', eval_strategy='no', **{'optim': cfg.optimizer, **kw})
     cases = [
         ('1 TRL DPOTrainer defaults, ref model', lambda: DPOTrainer(model=load(), ref_model=load(), train_dataset=ds, processing_class=tok,
             args=TRLDPOConfig(output_dir=str(tmp/'trl'), per_device_train_batch_size=a.batch_size, max_steps=a.steps,

@@ -9,7 +9,7 @@ from typing import Callable
 from pathlib import Path
 
 from .core import UserError, get_logger
-from .config import ConfigError
+from .config import ConfigError, cli_parser
 from .stages import (DEMO_STEPS, JOB_GROUPS, STAGES, Stage, StageError, expand_sweep, get_stage, import_target,
                            load_jobs, place_outputs, run_dir_for, run_stage)
 from .slurm import SlurmOptions, slurm_submit
@@ -71,28 +71,32 @@ def build_parser() -> argparse.ArgumentParser:
 def _params(a) -> dict:
     return {k: v for k, v in a.param}
 
+def _stages_or_help(a) -> int:
+    "`mlprep run` / `mlprep slurm` without a stage lists the stages; with `--help`, the stage's parameters."
+    print(stage_help(a.stage) if a.stage else list_stages()); return 0
+
 def cmd_run(a) -> int:
     "`mlprep run`: one run, or each point of a sweep in turn."
-    if a.help or not a.stage:
-        print(stage_help(a.stage) if a.stage else list_stages()); return 0
+    if a.help or not a.stage: return _stages_or_help(a)
     st = get_stage(a.stage)
     points = expand_sweep(st.config, _params(a))
     for p in points: st.config_for(p, a.params_file)                     # check every point before running any
+    def run(point, **where) -> Path:
+        return run_stage(a.stage, point, config_file=a.params_file, kernel_name=a.kernel, progress=not a.no_progress,
+                         start_timeout=a.start_timeout, **where)
     if len(points) == 1:
-        rd = run_stage(a.stage, points[0], config_file=a.params_file, output_dir=a.output_dir, run_id=a.run_id, kernel_name=a.kernel,
-                       progress=not a.no_progress, start_timeout=a.start_timeout)
+        rd = run(points[0], output_dir=a.output_dir, run_id=a.run_id)
         print(f'done: {rd / (a.stage + ".ipynb")}'); return 0
     sweep = run_dir_for(a.stage, a.output_dir, a.run_id)
     for i, p in enumerate(points):
-        rd = run_stage(a.stage, p, config_file=a.params_file, output_dir=sweep/f'task-{i}', kernel_name=a.kernel, progress=not a.no_progress,
-                       start_timeout=a.start_timeout)
+        rd = run(p, output_dir=sweep/f'task-{i}')
         print(f'done {i + 1}/{len(points)}: {rd / (a.stage + ".ipynb")}')
     return 0
 
+# %% ../nbs/99_cli.ipynb #7fd88f14
 def cmd_slurm(a) -> int:
     "`mlprep slurm`: write the job script (and run folders), submit it unless --dry_run."
-    if a.help or not a.stage:
-        print(stage_help(a.stage) if a.stage else list_stages()); return 0
+    if a.help or not a.stage: return _stages_or_help(a)
     opts = SlurmOptions.from_dict({o: getattr(a, o) for o in SlurmOptions.keys() if getattr(a, o, None) not in (None, [])},
                                   source='command line')
     sub = slurm_submit(a.stage, _params(a), a.params_file, opts, a.output_dir, dry_run=a.dry_run)
@@ -102,13 +106,11 @@ def cmd_slurm(a) -> int:
 
 def cmd_launch(a) -> int:
     "`mlprep launch`: the entry point a distributed stage's torchrun processes run."
-    import importlib
     st = get_stage(a.stage)
     if not st.entry: raise ConfigError(f"stage '{a.stage}' has no distributed entry point")
     cfg = st.config.from_yaml(a.params_file)
     place_outputs(cfg, a.output_dir)
-    mod, fn = st.entry.split(':')
-    getattr(importlib.import_module(mod), fn)(cfg)
+    import_target(st.entry)(cfg)
     return 0
 
 # %% ../nbs/99_cli.ipynb #7283d444
@@ -129,8 +131,7 @@ def run_job(stage: Stage, argv: list[str]) -> int:
     st = get_stage(stage.name)
     prog = f'mlprep {st.command}'
     if '-h' in argv or '--help' in argv:
-        from mlprep.config import _parser
-        _parser(st.config, prog=prog).print_help(); return 0
+        cli_parser(st.config, prog=prog).print_help(); return 0
     summary = import_target(st.run)(st.config.from_cli(argv, prog=prog))
     if summary is not None: print(json.dumps(summary, indent=1, default=str))
     return 0
@@ -140,6 +141,7 @@ BUILTIN_VERBS = {'demo': 'the whole pipeline on the embedded default configurati
                  'stages': 'list the stages (jobs with a report notebook)',
                  'run': 'run a stage notebook with papermill: mlprep run STAGE -p KEY VALUE',
                  'slurm': 'write and submit an sbatch job for a stage: mlprep slurm STAGE -p KEY VALUE',
+                 'pipeline': 'jobs chained on Snakemake: mlprep pipeline run FILE.yaml [--slurm], mlprep pipeline show FILE.yaml',
                  'launch': '(internal) run a distributed stage entry point under torchrun'}
 
 def format_help() -> str:
@@ -170,14 +172,17 @@ def _value(v: str):
         except ValueError: pass
     return v
 
+# %% ../nbs/99_cli.ipynb #505e0787
 def demo_steps(only: list[str] | None = None) -> list[tuple[str, Callable]]:
     "The demo's steps in order: (capability, step function); `only` keeps those capabilities (and the data step)."
     load_jobs()
+    DEMO_STEPS.setdefault('pipeline', ['mlprep.pipeline:demo_step'])   # the shipped loop on Snakemake: only with --only pipeline
     unknown = sorted(set(only or []) - set(DEMO_STEPS))
     if unknown: raise ConfigError(f"--only {','.join(unknown)}: no such demo step; steps: {', '.join(DEMO_STEPS)}")
-    return [(g, import_target(st['run'] if isinstance(st, dict) else st)) for g in JOB_GROUPS for st in DEMO_STEPS.get(g, [])
-            if not only or g in only or g == 'data']
+    return [(g, import_target(st['run'] if isinstance(st, dict) else st)) for g in (*JOB_GROUPS, 'pipeline')
+            for st in DEMO_STEPS.get(g, []) if (not only and g != 'pipeline') or g in (only or []) or g == 'data']
 
+# %% ../nbs/99_cli.ipynb #261870b4
 def demo(output_dir: str | Path = 'outputs/demo', only: list[str] | None = None, progress: bool = True, **options) -> dict:
     "Run the demo steps into `output_dir`; print what each made and where; end with the path of a report."
     out, t0, made = Path(output_dir).resolve(), time.time(), {}
@@ -234,6 +239,7 @@ def error_line(e: BaseException) -> str:
     msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
     return msg or type(e).__name__
 
+# %% ../nbs/99_cli.ipynb #f1ac9c64
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `mlprep` console script."
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -242,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not argv or argv[0] in ('-h', '--help', 'help'): print(format_help()); return 0
         if argv[0] == 'demo': return demo_main(argv[1:])
+        if argv[0] == 'pipeline':
+            from mlprep.pipeline import pipeline_main
+            return pipeline_main(argv[1:])
         if argv[0] in BUILTIN_VERBS:
             a = build_parser().parse_args(argv)
             if a.command == 'stages': print(list_stages()); return 0

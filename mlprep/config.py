@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
+from fastcore.basics import patch
 
 from .core import atomic_write_text
 
 # %% auto #0
-__all__ = ['ConfigError', 'param', 'Config', 'parse_overrides']
+__all__ = ['ConfigError', 'param', 'Config', 'parse_overrides', 'cli_parser']
 
 # %% ../nbs/01_config.ipynb #870ff86e
 class ConfigError(ValueError):
@@ -33,37 +34,8 @@ def _type_name(tp) -> str:
     if get_origin(tp) is Literal: return ' | '.join(repr(a) for a in get_args(tp))
     return getattr(tp, '__name__', str(tp).replace('typing.', ''))
 
-def _coerce(key: str, value: Any, tp: Any) -> Any:
-    "Convert `value` to type `tp` for config key `key`."
-    origin, args = get_origin(tp), get_args(tp)
-    if origin in (Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.strip().lower() in ('none', 'null', '')):
-            if type(None) in args: return None
-        errors = []
-        for a in args:
-            if a is type(None): continue
-            try: return _coerce(key, value, a)
-            except ConfigError as e: errors.append(str(e))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}={value!r} is not a valid {' or '.join(_type_name(a) for a in args if a is not type(None))}")
-    if origin is Literal:
-        for a in args:
-            if value == a or (isinstance(value, str) and not isinstance(a, str) and str(a) == value): return a
-        hint = difflib.get_close_matches(str(value), [str(a) for a in args], n=1)
-        raise ConfigError(f"{key}={value!r} is not one of {list(args)}" + (f"; did you mean {hint[0]!r}?" if hint else ''))
-    if origin in (list, tuple):
-        if isinstance(value, str): value = [v.strip() for v in value.split(',') if v.strip()]
-        if not isinstance(value, (list, tuple)): raise ConfigError(f'{key}={value!r} is not a list')
-        inner = args[0] if args else Any
-        out = [_coerce(f'{key}[{i}]', v, inner) for i, v in enumerate(value)]
-        return out if origin is list else tuple(out)
-    if origin is dict or tp is dict:
-        if isinstance(value, str):
-            try: value = yaml.safe_load(value)
-            except yaml.YAMLError as e: raise ConfigError(f'{key}={value!r} is not a mapping: {e}') from None
-        if value is None: value = {}
-        if not isinstance(value, dict): raise ConfigError(f'{key}={value!r} is not a mapping')
-        return value
-    if tp is Any: return value
+def _coerce_scalar(key: str, value: Any, tp: Any) -> Any:
+    "Convert `value` to a plain type `tp` (bool, int, float, str, Path) for config key `key`."
     if tp is bool:
         if isinstance(value, bool): return value
         if isinstance(value, int) and value in (0, 1): return bool(value)
@@ -94,13 +66,45 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     if tp is Path: return Path(value)
     return value
 
-# %% ../nbs/01_config.ipynb #8d49f003
-def _hints(cls) -> dict:
-    return typing.get_type_hints(cls)
+# %% ../nbs/01_config.ipynb #9fe94c88
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    "Convert `value` to type `tp` for config key `key`: unions, choices, lists and mappings here, the rest in `_coerce_scalar`."
+    origin, args = get_origin(tp), get_args(tp)
+    if origin in (Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.strip().lower() in ('none', 'null', '')):
+            if type(None) in args: return None
+        errors = []
+        for a in args:
+            if a is type(None): continue
+            try: return _coerce(key, value, a)
+            except ConfigError as e: errors.append(str(e))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}={value!r} is not a valid {' or '.join(_type_name(a) for a in args if a is not type(None))}")
+    if origin is Literal:
+        for a in args:
+            if value == a or (isinstance(value, str) and not isinstance(a, str) and str(a) == value): return a
+        hint = difflib.get_close_matches(str(value), [str(a) for a in args], n=1)
+        raise ConfigError(f"{key}={value!r} is not one of {list(args)}" + (f"; did you mean {hint[0]!r}?" if hint else ''))
+    if origin in (list, tuple):
+        if isinstance(value, str): value = [v.strip() for v in value.split(',') if v.strip()]
+        if not isinstance(value, (list, tuple)): raise ConfigError(f'{key}={value!r} is not a list')
+        inner = args[0] if args else Any
+        out = [_coerce(f'{key}[{i}]', v, inner) for i, v in enumerate(value)]
+        return out if origin is list else tuple(out)
+    if origin is dict or tp is dict:
+        if isinstance(value, str):
+            try: value = yaml.safe_load(value)
+            except yaml.YAMLError as e: raise ConfigError(f'{key}={value!r} is not a mapping: {e}') from None
+        if value is None: value = {}
+        if not isinstance(value, dict): raise ConfigError(f'{key}={value!r} is not a mapping')
+        return value
+    if tp is Any: return value
+    return _coerce_scalar(key, value, tp)
 
+# %% ../nbs/01_config.ipynb #8d49f003
 @dataclass
 class Config:
     "Base class of every job config: build from a dict, YAML, overrides or CLI flags; validate; save."
+    yaml_sections: typing.ClassVar[tuple] = ()       # nested YAML sections whose keys read as top-level keys
 
     @classmethod
     def keys(cls) -> list[str]:
@@ -111,7 +115,7 @@ class Config:
     def from_dict(cls, d: dict | None = None, source: str = 'arguments', **overrides):
         "Build and validate a config from `d` (plus keyword `overrides`); unknown keys are errors naming `source`."
         d = {**(d or {}), **overrides}
-        valid, hints = cls.keys(), _hints(cls)
+        valid, hints = cls.keys(), typing.get_type_hints(cls)
         unknown = [k for k in d if k not in valid]
         if unknown:
             k = unknown[0]
@@ -126,56 +130,14 @@ class Config:
         cfg.validate()
         return cfg
 
-    @classmethod
-    def from_yaml(cls, path: str | Path, overrides: dict | None = None):
-        "Build a config from a YAML file, then apply `overrides` (a dict of key -> value, strings allowed)."
-        path = Path(path)
-        if not path.exists(): raise ConfigError(f'config file not found: {path}')
-        try: d = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e: raise ConfigError(f'{path} is not valid YAML: {e}') from None
-        if not isinstance(d, dict): raise ConfigError(f'{path} must hold a mapping of key: value, not {type(d).__name__}')
-        cls.from_dict(d, source=str(path))           # name the file in errors about its own keys
-        return cls.from_dict({**d, **(overrides or {})}, source=f'{path} + overrides' if overrides else str(path))
-
-    @classmethod
-    def load(cls, config: str | Path | None = None, overrides: dict | list[str] | None = None):
-        "From an optional YAML file plus overrides given as a dict or as `key=value` strings."
-        if isinstance(overrides, (list, tuple)): overrides = parse_overrides(overrides)
-        if config: return cls.from_yaml(config, overrides)
-        return cls.from_dict(overrides or {}, source='overrides')
-
     def validate(self) -> None:
         "Check every field's type and choices, then the subclass's own `check()`."
-        hints = _hints(type(self))
+        hints = typing.get_type_hints(type(self))
         for k in self.keys(): setattr(self, k, _coerce(k, getattr(self, k), hints[k]))
         self.check()
 
     def check(self) -> None:
         "Cross-field rules of a subclass; raise `ConfigError`. Nothing by default."
-
-    def to_dict(self) -> dict:
-        "The config as a plain dict (YAML/JSON-ready)."
-        out = {}
-        for k in self.keys():
-            v = getattr(self, k)
-            out[k] = str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
-        return out
-
-    def to_yaml(self) -> str: return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
-
-    def save(self, directory: str | Path, name: str = 'config.yaml') -> Path:
-        "Write the config as YAML into `directory` (atomically); returns the file's path."
-        return atomic_write_text(Path(directory)/name, f'# {type(self).__name__}\n' + self.to_yaml())
-
-    @classmethod
-    def describe(cls) -> list[dict]:
-        "Each key with its type, default and help text (for `--help` tables and the docs)."
-        hints, out = _hints(cls), []
-        for f in fields(cls):
-            if not f.init or f.name.startswith('_'): continue
-            default = f.default if f.default is not MISSING else (f.default_factory() if f.default_factory is not MISSING else None)
-            out.append(dict(key=f.name, type=_type_name(hints[f.name]), default=default, help=f.metadata.get('help', '')))
-        return out
 
 # %% ../nbs/01_config.ipynb #f3f299e2
 def parse_overrides(items: list[str]) -> dict:
@@ -187,8 +149,59 @@ def parse_overrides(items: list[str]) -> dict:
         out[k.strip()] = v
     return out
 
+# %% ../nbs/01_config.ipynb #31ee7c02
+@patch(cls_method=True)
+def from_yaml(cls: Config, path: str | Path, overrides: dict | None = None):
+    "Build a config from a YAML file, then apply `overrides` (a dict of key -> value, strings allowed)."
+    path = Path(path)
+    if not path.exists(): raise ConfigError(f'config file not found: {path}')
+    try: d = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e: raise ConfigError(f'{path} is not valid YAML: {e}') from None
+    if not isinstance(d, dict): raise ConfigError(f'{path} must hold a mapping of key: value, not {type(d).__name__}')
+    for k in cls.yaml_sections:                  # `training: {max_steps: 10}` reads as `max_steps: 10`
+        if isinstance(d.get(k), dict): d = {**{kk: vv for kk, vv in d.items() if kk != k}, **d[k]}
+    cls.from_dict(d, source=str(path))           # name the file in errors about its own keys
+    return cls.from_dict({**d, **(overrides or {})}, source=f'{path} + overrides' if overrides else str(path))
+
+@patch(cls_method=True)
+def load(cls: Config, config: str | Path | None = None, overrides: dict | list[str] | None = None):
+    "From an optional YAML file plus overrides given as a dict or as `key=value` strings."
+    if isinstance(overrides, (list, tuple)): overrides = parse_overrides(overrides)
+    if config: return cls.from_yaml(config, overrides)
+    return cls.from_dict(overrides or {}, source='overrides')
+
+# %% ../nbs/01_config.ipynb #6b125356
+@patch
+def to_dict(self: Config) -> dict:
+    "The config as a plain dict (YAML/JSON-ready)."
+    out = {}
+    for k in self.keys():
+        v = getattr(self, k)
+        out[k] = str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
+    return out
+
+@patch
+def to_yaml(self: Config) -> str: return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+@patch
+def save(self: Config, directory: str | Path, name: str = 'config.yaml') -> Path:
+    "Write the config as YAML into `directory` (atomically); returns the file's path."
+    return atomic_write_text(Path(directory)/name, f'# {type(self).__name__}\n' + self.to_yaml())
+
+# %% ../nbs/01_config.ipynb #f5381ec2
+@patch(cls_method=True)
+def describe(cls: Config) -> list[dict]:
+    "Each key with its type, default and help text (for `--help` tables and the docs)."
+    hints, out = typing.get_type_hints(cls), []
+    for f in fields(cls):
+        if not f.init or f.name.startswith('_'): continue
+        default = f.default if f.default is not MISSING else (f.default_factory() if f.default_factory is not MISSING else None)
+        out.append(dict(key=f.name, type=_type_name(hints[f.name]), default=default, help=f.metadata.get('help', '')))
+    return out
+
 # %% ../nbs/01_config.ipynb #7f7491a7
-def _parser(cls, prog: str | None = None):
+def cli_parser(cls: type[Config], prog: str | None = None) -> argparse.ArgumentParser:
+    "The `HfArgumentParser` of config class `cls`, plus `--config FILE`; a bad flag raises `ConfigError`."
     from transformers import HfArgumentParser
     p = HfArgumentParser(cls, prog=prog, description=(cls.__doc__ or '').strip())
     for a in p._actions:
@@ -199,10 +212,10 @@ def _parser(cls, prog: str | None = None):
     p.error = error                                                  # a bad flag is a ConfigError, not sys.exit
     return p
 
-@classmethod
-def _from_cli(cls, argv: list[str] | None = None, prog: str | None = None):
+@patch(cls_method=True)
+def from_cli(cls: Config, argv: list[str] | None = None, prog: str | None = None):
     "Parse `--key value` flags (and `--config FILE`) into a validated config; `--help` lists the keys."
-    p = _parser(cls, prog)
+    p = cli_parser(cls, prog)
     ns, unknown = p.parse_known_args(argv)
     if unknown:
         flag = unknown[0]
@@ -215,5 +228,3 @@ def _from_cli(cls, argv: list[str] | None = None, prog: str | None = None):
         if isinstance(v, list): given[k] = [x.strip() for item in v for x in str(item).split(',') if x.strip()]
     if ns.config: return cls.from_yaml(ns.config, given)
     return cls.from_dict(given, source='command line')
-
-Config.from_cli = _from_cli

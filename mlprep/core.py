@@ -173,6 +173,15 @@ def _drop_torn_tail(path: Path) -> int:
             return size - start
     return 0
 
+# %% ../nbs/00_core.ipynb #e0814db8
+def _named(e: OSError, path) -> OSError:
+    "`e` with the file it happened on (a failed write of an open file does not say which file)."
+    return e if e.filename else type(e)(e.errno, e.strerror, str(path))
+
+def _hashable(v):
+    return json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v
+
+# %% ../nbs/00_core.ipynb #1de8dda4
 class JsonlWriter:
     "Append-only JSONL writer that resumes after a kill: torn last line dropped, records never doubled (with `key`)."
     def __init__(self, path: str | Path, key: str | None = None, fsync_every: float = 10.0):
@@ -212,13 +221,6 @@ class JsonlWriter:
             except OSError: pass                                 # already reported
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
-
-def _named(e: OSError, path) -> OSError:
-    "`e` with the file it happened on (a failed write of an open file does not say which file)."
-    return e if e.filename else type(e)(e.errno, e.strerror, str(path))
-
-def _hashable(v):
-    return json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v
 
 # %% ../nbs/00_core.ipynb #c344808f
 def _umask() -> int:

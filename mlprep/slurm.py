@@ -13,7 +13,7 @@ from .config import Config, ConfigError, param
 from .stages import expand_sweep, get_stage, new_run_id, place_outputs, run_dir_for
 
 # %% auto #0
-__all__ = ['SlurmOptions', 'slurm_script', 'Submission', 'sbatch', 'slurm_submit']
+__all__ = ['SlurmOptions', 'slurm_script', 'sbatch', 'Submission', 'slurm_submit']
 
 # %% ../nbs/91_slurm.ipynb #1d48fdc4
 _TIME = re.compile(r'\d+(:\d{1,2}){0,2}|\d+-\d{1,2}(:\d{1,2}){0,2}|UNLIMITED|INFINITE', re.I)
@@ -57,6 +57,7 @@ def _sbatch_lines(stage: str, opts: SlurmOptions, log_pattern: str, array: str |
     lines += list(opts.extra)
     return ['#SBATCH ' + l for l in lines]
 
+# %% ../nbs/91_slurm.ipynb #5c63663d
 def slurm_script(stage: str, run_dir: str | Path, opts: SlurmOptions | None = None, n_tasks: int | None = None,
                  submit_dir: str | Path | None = None, python: str | None = None) -> str:
     "The sbatch script that runs `stage` in `run_dir` (or, with `n_tasks`, an array over `run_dir/task-i`)."
@@ -90,6 +91,14 @@ def slurm_script(stage: str, run_dir: str | Path, opts: SlurmOptions | None = No
     return '\n'.join(out)
 
 # %% ../nbs/91_slurm.ipynb #27121e0c
+def sbatch(script_path: str | Path) -> str:
+    "Submit a script with `sbatch --parsable`; returns the job id."
+    if not shutil.which('sbatch'): raise UserError('sbatch not found: run this on a SLURM login node (or use --dry_run)')
+    r = subprocess.run(['sbatch', '--parsable', str(script_path)], capture_output=True, text=True)
+    if r.returncode != 0: raise UserError(f'sbatch failed ({r.returncode}): {r.stderr.strip() or r.stdout.strip()}')
+    return r.stdout.strip().split(';')[0]
+
+# %% ../nbs/91_slurm.ipynb #ec0c4982
 @dataclass
 class Submission:
     "What `slurm_submit` did: the run (or sweep) folder, the script, the job id (None for a dry run), the tasks."
@@ -97,13 +106,6 @@ class Submission:
     script: str
     job_id: str | None
     tasks: list[dict]
-
-def sbatch(script_path: str | Path) -> str:
-    "Submit a script with `sbatch --parsable`; returns the job id."
-    if not shutil.which('sbatch'): raise UserError('sbatch not found: run this on a SLURM login node (or use --dry_run)')
-    r = subprocess.run(['sbatch', '--parsable', str(script_path)], capture_output=True, text=True)
-    if r.returncode != 0: raise UserError(f'sbatch failed ({r.returncode}): {r.stderr.strip() or r.stdout.strip()}')
-    return r.stdout.strip().split(';')[0]
 
 def slurm_submit(stage: str, params: dict | None = None, config_file: str | Path | None = None,
                  opts: SlurmOptions | None = None, output_dir: str | Path | None = None, dry_run: bool = False,

@@ -4,18 +4,19 @@
 
 # %% ../nbs/90_stages.ipynb #cc81b5f1
 from __future__ import annotations
-import contextlib, datetime as _dt, importlib, itertools, json, logging, os, secrets, shutil, socket, sys, time
+import contextlib, datetime as _dt, importlib, itertools, json, logging, os, pkgutil, re, secrets, shutil, socket, sys, time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Callable, get_args, get_origin
+from typing import Callable, get_args, get_origin, get_type_hints
 
+import mlprep
 from .core import atomic_write_json, get_logger, project_root
-from .config import Config, ConfigError, _hints
+from .config import Config, ConfigError
 
 # %% auto #0
 __all__ = ['STAGES', 'DEMO_STEPS', 'JOB_GROUPS', 'stages_dir', 'import_target', 'Stage', 'notebook_defaults',
-           'check_parameters_cell', 'register_stage', 'load_jobs', 'get_stage', 'new_run_id', 'run_dir_for',
-           'place_outputs', 'expand_sweep', 'StageError', 'run_stage']
+           'check_parameters_cell', 'job_groups', 'register_stage', 'load_jobs', 'get_stage', 'new_run_id',
+           'run_dir_for', 'place_outputs', 'expand_sweep', 'StageError', 'run_stage']
 
 # %% ../nbs/90_stages.ipynb #cbadb882
 def stages_dir() -> Path:
@@ -43,6 +44,7 @@ class Stage:
     cli: str | Callable | None = None  # 'module:function(argv) -> exit code' for a command that parses its own argv
     distributed: bool = False        # launched with torchrun from the job script (multi-GPU / multi-node)
     entry: str | None = None         # 'module:function(config)' that torchrun runs for a distributed stage
+    outputs: dict[str, str] = field(default_factory=dict)  # output name -> path in the run folder (pipeline inputs)
 
     def __post_init__(self):
         if self.command is None: self.command = self.name.replace('_', '-')
@@ -88,16 +90,29 @@ def check_parameters_cell(stage: Stage) -> None:
     if extra: raise ConfigError(f"{stage.notebook_path}: the parameters cell names {', '.join(extra)}, "
                                 f"which {stage.config.__name__} does not have")
 
-# %% ../nbs/90_stages.ipynb #3e82970a
+# %% ../nbs/90_stages.ipynb #52330d83
+def _notebook_number(module: Path) -> int:
+    "The number of the notebook a module is exported from (`nbs/pref/29_jobs.ipynb` -> 29), read from nbdev's header."
+    m = re.search(r'File to edit: \S*?(\d+)_\w*\.ipynb', module.read_text()[:1000])
+    return int(m.group(1)) if m else sys.maxsize
+
+def job_groups(package: str | Path | None = None) -> tuple[str, ...]:
+    "Every subpackage of `package` (mlprep) that has a `jobs` module, in the order of their notebooks' numbers."
+    root = Path(package) if package else Path(mlprep.__path__[0])
+    found = [m.name for m in pkgutil.iter_modules([str(root)]) if m.ispkg and (root/m.name/'jobs.py').is_file()]
+    return tuple(sorted(found, key=lambda g: (_notebook_number(root/g/'jobs.py'), g)))
+
+# %% ../nbs/90_stages.ipynb #90aa8854
 STAGES: dict[str, Stage] = {}
 DEMO_STEPS: dict[str, list] = {}    # capability -> its steps of `mlprep demo` ('module:function' strings)
-JOB_GROUPS = ('data', 'sampling', 'pref', 'mateconv', 'qgen')   # where `mlprep.<group>.jobs` rows are looked for
+JOB_GROUPS = job_groups()           # where `mlprep.<group>.jobs` rows are looked for: 'data', 'sampling', 'pref', ...
 
 def register_stage(name: str, config: type[Config] | str, notebook: str | Path | None, description: str, **kw) -> Stage:
     "Add a job to the registry (a later registration of the same name replaces the earlier one)."
     STAGES[name] = Stage(name, config, notebook, description, **kw)
     return STAGES[name]
 
+# %% ../nbs/90_stages.ipynb #9e6c286f
 _JOBS_LOADED = False
 def load_jobs() -> dict[str, Stage]:
     "Register the rows of every capability's `jobs` module (once; job modules are imported only when a job is used)."
@@ -105,10 +120,7 @@ def load_jobs() -> dict[str, Stage]:
     if _JOBS_LOADED: return STAGES
     _JOBS_LOADED = True
     for group in JOB_GROUPS:
-        try: mod = importlib.import_module(f'mlprep.{group}.jobs')
-        except ModuleNotFoundError as e:
-            if e.name in (f'mlprep.{group}', f'mlprep.{group}.jobs'): continue       # a capability not built yet
-            raise
+        mod = importlib.import_module(f'mlprep.{group}.jobs')
         for row in getattr(mod, 'JOBS', []):
             if row['name'] not in STAGES: register_stage(**{'group': group, **row})
         DEMO_STEPS[group] = list(getattr(mod, 'DEMO_STEPS', []))
@@ -147,7 +159,7 @@ def place_outputs(cfg: Config, run_dir: str | Path) -> Config:
 # %% ../nbs/90_stages.ipynb #5ec24427
 def expand_sweep(config_cls: type[Config], params: dict) -> list[dict]:
     "Expand comma-separated values of non-list keys into the list of parameter dicts of a sweep."
-    hints, axes = _hints(config_cls), {}
+    hints, axes = get_type_hints(config_cls), {}
     for k, v in params.items():
         if k not in hints: continue        # unknown keys are reported by from_dict with a suggestion
         tp = hints[k]
@@ -188,13 +200,13 @@ def _kernel_env(**env):
             if v is None: os.environ.pop(k, None)
             else: os.environ[k] = v
 
-# %% ../nbs/90_stages.ipynb #734230aa
 class _KnownParameters(logging.Filter):
     "Parameters cells hold only what a stage's tiny run changes, so every other config key is injected on purpose."
     def filter(self, record): return not record.getMessage().startswith('Passed unknown parameter')
 
 logging.getLogger('papermill').addFilter(_KnownParameters())
 
+# %% ../nbs/90_stages.ipynb #734230aa
 def run_stage(name: str, params: dict | None = None, config_file: str | Path | None = None,
               output_dir: str | Path | None = None, run_id: str | None = None, kernel_name: str | None = None,
               progress: bool = True, start_timeout: int = 120, execution_timeout: int | None = None,

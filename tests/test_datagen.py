@@ -77,7 +77,7 @@ def test_kill_and_resume_equals_an_uninterrupted_run(tmp_path):
 def test_one_writer_per_output_named_and_released_by_a_kill(tmp_path):
     "A live holder of the output's lock makes a second run fail at once, naming it; SIGKILL of the holder frees the output."
     out = tmp_path / 'gen.jsonl'
-    holder = subprocess.Popen([sys.executable, '-c', 'import sys, time\nfrom mlprep.sampling.datagen import output_lock\n'
+    holder = subprocess.Popen([sys.executable, '-c', 'import sys, time\nfrom mlprep.runs import output_lock\n'
                                f'with output_lock({str(out)!r}) as s:\n    s["started"] = True; print("locked", flush=True); time.sleep(120)'],
                               env=ENV, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == 'locked'
@@ -205,3 +205,66 @@ def test_device_without_cuda_and_a_missing_dataset_are_one_line_errors_leaving_n
     r = cli('datagen', '--output', out, '--dataset', tmp_path / 'nosuch.jsonl', '--device', 'cpu')
     assert r.returncode == 2 and 'nosuch.jsonl' in r.stderr, r.stderr
     assert list(tmp_path.iterdir()) == [], 'an error before generation leaves no files or folders'
+
+
+K_PROMPTS, K = 4, 3
+
+@pytest.fixture(scope='module')
+def k_reference(tmp_path_factory):
+    "An uninterrupted run with 3 responses per prompt on 4 demo prompts, and the demo dataset's verified answers."
+    from mlprep.data.adapters import load_records
+    from mlprep.data.resolve import resolve_dataset
+    ref = tmp_path_factory.mktemp('k') / 'ref.jsonl'
+    r = cli(*datagen_cmd(ref, '--num_samples', K_PROMPTS, '--num_samples_per_prompt', K, '--max_new_tokens', 16)[3:])
+    assert r.returncode == 0, r.stderr[-3000:]
+    recs = load_records(resolve_dataset('demo:deepscaler'), adapter='deepscaler', kind='prompt', num_samples=K_PROMPTS, seed=42).records
+    return ref, [x['answer'] for x in recs]
+
+
+@pytest.mark.slow
+def test_k_responses_per_prompt_carry_their_prompt_and_answer_and_resume_after_a_kill(tmp_path, k_reference):
+    "K=3: three different responses per prompt, each record naming its prompt, response and verified answer; kill -9 and resume equal the uninterrupted run; another K is refused."
+    ref, answers = k_reference
+    rows = records(ref)
+    assert [r['sample_idx'] for r in rows] == list(range(K_PROMPTS * K))
+    assert [(r['prompt_idx'], r['response_idx']) for r in rows] == [(p, k) for p in range(K_PROMPTS) for k in range(K)]
+    assert [r['answer'] for r in rows] == [a for a in answers for _ in range(K)] and all(answers)
+    for p in range(K_PROMPTS):
+        group = rows[p * K:(p + 1) * K]
+        assert len({r['messages'][0]['content'] for r in group}) == 1, 'one prompt'
+        assert len({r['messages'][1]['content'] for r in group}) == K, 'K different responses'
+    diag = records(ref.with_name('ref.diagnostics.jsonl'))
+    assert [(d['prompt_idx'], d['response_idx']) for d in diag] == [(r['prompt_idx'], r['response_idx']) for r in rows]
+    out = tmp_path / 'gen.jsonl'
+    args = datagen_cmd(out, '--num_samples', K_PROMPTS, '--num_samples_per_prompt', K, '--max_new_tokens', 16)
+    p = subprocess.Popen(args, env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_for_lines(p, out, 3)
+    os.kill(p.pid, signal.SIGKILL); p.wait()
+    assert 3 <= len(ids(out)) < K_PROMPTS * K, 'the kill must land mid-run'
+    r = cli(*args[3:])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert records(out) == rows and records(out.with_name('gen.diagnostics.jsonl')) == diag
+    r = cli(*datagen_cmd(out, '--num_samples', K_PROMPTS, '--num_samples_per_prompt', 2, '--max_new_tokens', 16)[3:])
+    assert r.returncode == 2 and 'num_samples_per_prompt: 3 → 2' in r.stderr, r.stderr
+    r = cli(*datagen_cmd(out, '--num_samples', K_PROMPTS, '--max_new_tokens', 16)[3:])     # K back to its default: refused too
+    assert r.returncode == 2 and 'num_samples_per_prompt: 3 → 1' in r.stderr, r.stderr
+
+
+def test_k_responses_per_prompt_in_shards_merge_to_the_unsharded_run(tmp_path, k_reference):
+    "Shards split by prompt (a prompt's K responses stay together); a missing shard is named; the merge equals one run."
+    ref, _ = k_reference
+    out = tmp_path / 'gen.jsonl'
+    shard = lambda k: datagen_cmd(out, '--num_samples', K_PROMPTS, '--num_samples_per_prompt', K, '--max_new_tokens', 16,
+                                  '--num_shards', 2, '--shard_index', k)[3:]
+    assert cli(*shard(0)).returncode == 0
+    assert {r['prompt_idx'] for r in records(tmp_path / 'gen.shard-0-of-2.jsonl')} == {0, 2}
+    r = cli('merge', out, '--num_shards', 2)
+    assert r.returncode == 2 and f'{2 * K} sample(s) missing' in r.stderr and 'never started' in r.stderr, r.stderr
+    assert cli(*shard(1)).returncode == 0
+    r = cli('merge', out, '--num_shards', 2)
+    assert r.returncode == 0 and json.loads(r.stdout)['data']['samples'] == K_PROMPTS * K, r.stderr
+    assert (tmp_path / 'gen.jsonl').read_text() == ref.read_text()
+    # other batch neighbours pad differently, so the diagnostics agree up to float rounding
+    merged, whole = records(tmp_path / 'gen.diagnostics.jsonl'), records(ref.with_name('ref.diagnostics.jsonl'))
+    assert [(d['sample_idx'], d['prompt_idx'], d['response_idx']) for d in merged] == [(d['sample_idx'], d['prompt_idx'], d['response_idx']) for d in whole]
+    assert all(m['alpha_mean'] == pytest.approx(w['alpha_mean'], abs=1e-4) for m, w in zip(merged, whole))

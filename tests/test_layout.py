@@ -1,13 +1,17 @@
 """The package's shape: layers import only downwards, capabilities never import each other, no import circles,
-no module too long to read, and an installed wheel works outside the repository."""
-import ast, os, shutil, subprocess, sys
+no private name imported across modules, no module or export cell too long to read, and an installed wheel works
+outside the repository."""
+import ast, json, os, shutil, subprocess, sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / 'mlprep'
-CAPABILITIES = ('sampling', 'pref', 'mateconv', 'qgen')
+CAPABILITIES = ('sampling', 'pref', 'mateconv', 'qgen', 'evals')
+TOP = {'core': 0, 'config': 0, 'runs': 0,                           # the flat modules of mlprep/ and their layers
+       'stages': 3, 'slurm': 3, 'pipeline': 3, 'cli': 3, 'testing': 3}
+MAX_MODULE_LINES, MAX_CELL_LINES = 600, 60
 
 
 def module_name(path: Path) -> str:
@@ -35,13 +39,12 @@ def imports_of(path: Path) -> set[str]:
 
 
 def layer(mod: str) -> int:
-    "0 core, 1 data, 2 capabilities, 3 stages / slurm / cli / testing."
+    "0 core / config / runs, 1 data, 2 capabilities, 3 stages / slurm / pipeline / cli / testing."
     parts = mod.split('.')
-    if len(parts) > 1 and parts[1] in ('core', 'config'): return 0
-    if len(parts) > 1 and parts[1] == 'data': return 1
-    if len(parts) > 1 and parts[1] in CAPABILITIES: return 2
-    if mod == 'mlprep' or parts[1] in ('_modidx',): return 0
-    return 3
+    if mod == 'mlprep' or parts[1] == '_modidx': return 0
+    if parts[1] == 'data': return 1
+    if parts[1] in CAPABILITIES: return 2
+    return TOP.get(parts[1], 3)
 
 
 def graph():
@@ -76,18 +79,102 @@ def test_no_import_circles():
 def test_layout_checker_can_fail(tmp_path):
     "The checker itself: a data module importing a capability is caught."
     assert layer('mlprep.data.tiny') < layer('mlprep.sampling.decode') < layer('mlprep.cli')
+    assert layer('mlprep.runs') == layer('mlprep.core') < layer('mlprep.evals.pairs') < layer('mlprep.pipeline') == layer('mlprep.stages')
 
 
 def test_no_module_over_600_lines():
     long = {str(p.relative_to(ROOT)): n for p in PKG.rglob('*.py')
-            if p.name != '_modidx.py' and (n := len(p.read_text().splitlines())) > 650}
+            if p.name != '_modidx.py' and (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
     assert not long, long
 
 
 def test_capabilities_are_subpackages():
     for sub in ('data', 'sampling'): assert (PKG / sub / '__init__.py').exists()
-    flat = sorted(p.stem for p in PKG.glob('*.py') if not p.stem.startswith('_'))
-    assert flat == ['cli', 'config', 'core', 'slurm', 'stages', 'testing'], flat
+    flat = {p.stem for p in PKG.glob('*.py') if not p.stem.startswith('_')}
+    assert flat <= set(TOP), f'a flat module the layer test does not know: {sorted(flat - set(TOP))}'
+    assert {'cli', 'config', 'core', 'slurm', 'stages', 'testing'} <= flat, sorted(flat)
+
+
+def private_imports(source: str, mod: str, is_package: bool = False) -> list[str]:
+    """`_private` names (not dunders) that module `mod` takes from another mlprep module: `from mlprep.x import _y`,
+    `from .x import _y`, `from . import _x`, or `m._y` where `m` is an imported mlprep module."""
+    pkg, bad, modules = mod if is_package else mod.rsplit('.', 1)[0], [], set()
+    private = lambda n: n.startswith('_') and not (n.startswith('__') and n.endswith('__'))
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = pkg.split('.')
+                target = '.'.join(base[:len(base) - node.level + 1] + ([node.module] if node.module else []))
+            else: target = node.module or ''
+            if target.split('.')[0] != 'mlprep': continue
+            for a in node.names:
+                full = f'{target}.{a.name}'
+                if (PKG.parent / (full.replace('.', '/') + '.py')).exists() or (PKG.parent / full.replace('.', '/')).is_dir():
+                    modules.add(a.asname or a.name)                 # `from mlprep import core`: a module, not a name
+                if private(a.name) and target != mod: bad.append(f'{mod}: from {target} import {a.name} (line {node.lineno})')
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.split('.')[0] != 'mlprep': continue
+                if any(private(p) for p in a.name.split('.')[1:]): bad.append(f'{mod}: import {a.name} (line {node.lineno})')
+                if a.asname: modules.add(a.asname)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules and private(node.attr):
+            bad.append(f'{mod}: {node.value.id}.{node.attr} (line {node.lineno})')
+    return bad
+
+
+def test_private_import_checker_can_fail():
+    assert private_imports('from mlprep.pref.dpo import _file_log, trl_args', 'mlprep.pref.pref_dpo') == \
+        ['mlprep.pref.pref_dpo: from mlprep.pref.dpo import _file_log (line 1)']
+    assert private_imports('from .dpo import (trl_args,\n    _LogToFile)', 'mlprep.pref.pref_dpo') == \
+        ['mlprep.pref.pref_dpo: from mlprep.pref.dpo import _LogToFile (line 1)']
+    assert private_imports('from ..config import _hints', 'mlprep.pref.dpo')[0].startswith('mlprep.pref.dpo: from mlprep.config import _hints')
+    assert private_imports('from mlprep import core as c\nc._named(e, p)', 'mlprep.cli') == ['mlprep.cli: c._named (line 2)']
+    assert private_imports('import mlprep.core as c\nx = c.__name__', 'mlprep.cli') == []
+    assert private_imports('from __future__ import annotations\nfrom .core import get_logger\nfrom os import _exit', 'mlprep.cli') == []
+    assert private_imports('def f():\n    from mlprep.core import _x', 'mlprep.core') == []    # its own name
+
+
+def test_no_private_name_imported_from_another_module():
+    bad = [b for p in sorted(PKG.rglob('*.py')) if '__pycache__' not in p.parts and p.name != '_modidx.py'
+           for b in private_imports(p.read_text(), module_name(p), p.name == '__init__.py')]
+    assert not bad, 'make the name public (no underscore) in the module that defines it, or move it:\n' + '\n'.join(bad)
+
+
+def export_cells(nb: Path):
+    "(cell index, source) of each code cell that starts with `#| export` or `#| exports`."
+    for i, c in enumerate(json.loads(nb.read_text())['cells']):
+        src = ''.join(c['source']) if c['cell_type'] == 'code' else ''
+        first = src.lstrip().split('\n', 1)[0].replace(' ', '')
+        if first in ('#|export', '#|exports'): yield i, src
+
+
+_LITERAL = (ast.Constant, ast.List, ast.Tuple, ast.Set, ast.Dict, ast.Name, ast.Load, ast.UnaryOp, ast.USub, ast.UAdd)
+
+def is_data_table(src: str) -> bool:
+    """A pure data table: every statement assigns a value built only of literals, containers and names (no calls,
+    lambdas, comprehensions, operators besides a sign), like a list of problem templates."""
+    try: body = ast.parse(src).body
+    except SyntaxError: return False
+    return bool(body) and all(isinstance(s, (ast.Assign, ast.AnnAssign)) and s.value is not None
+                              and all(isinstance(n, _LITERAL) for n in ast.walk(s.value)) for s in body)
+
+
+def test_data_table_rule_can_fail():
+    assert is_data_table("#| export\nTOPICS = {'algebra': ['linear', 'quadratic'], 'n': -1}  # why\nLEVELS: tuple = (EASY, 'hard')\n")
+    assert not is_data_table("#| export\nTOPICS = [t.strip() for t in 'a,b'.split(',')]")
+    assert not is_data_table("#| export\nT = dict(a=1)")
+    assert not is_data_table("#| export\nT = {'a': 1}\ndef f(): return T")
+    assert not is_data_table("#| export\nimport os")
+
+
+def test_no_export_cell_over_60_lines():
+    "One definition (or a tight pair) per export cell, followed by its example; pure data tables may be longer."
+    long = [f'{nb.relative_to(ROOT)} cell {i}: {n} lines'
+            for nb in sorted((ROOT / 'nbs').rglob('*.ipynb')) if '.ipynb_checkpoints' not in nb.parts
+            for i, src in export_cells(nb) if (n := len(src.splitlines())) > MAX_CELL_LINES and not is_data_table(src)]
+    assert not long, f'{len(long)} export cells over {MAX_CELL_LINES} lines (split them):\n' + '\n'.join(long)
 
 
 @pytest.mark.slow

@@ -1,15 +1,17 @@
-"Pretraining: exact resume after SIGKILL, DDP on 2 CPU processes, and learning well below the unigram entropy."
-import ast, json, math, os, signal, subprocess, sys, sysconfig, time
+"Pretraining: a plain rerun after SIGKILL resumes exactly, one writer, other settings refused; DDP on 2 CPU processes, and learning well below the unigram entropy."
+import ast, json, math, os, shutil, signal, subprocess, sys, sysconfig, time
 from pathlib import Path
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from mlprep.cli import main as _cli_main
 from mlprep.data.resolve import resolve_dataset
 from mlprep.mateconv.pretrain import PretrainConfig, train_pretrain
 from mlprep.mateconv.process import load_bin, process_dataset
 from mlprep.mateconv.tokenizer import demo_mateconv_tokenizer, train_tokenizer
+from mlprep.runs import latest_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS='1', MLPREP_PROGRESS='0', TOKENIZERS_PARALLELISM='false')
@@ -24,29 +26,56 @@ def small_bin(tmp_path_factory):
     return d / 'small.bin'
 
 
+def cli_main(argv): return _cli_main([str(a) for a in argv])
+
+
 def _flags(kw):
     return [x for k, v in kw.items() for x in (f'--{k}', str(v))]
 
 
+def _weights_equal(a_dir, b_dir):
+    for name in ('best_model', 'ema_model'):
+        a, b = load_file(a_dir / name / 'model.safetensors'), load_file(b_dir / name / 'model.safetensors')
+        for k in a: torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5, msg=f'{name}/{k}')
+
+
 @pytest.mark.slow
-def test_sigkill_resume_exact(small_bin, tmp_path):
+def test_kill_and_plain_rerun(small_bin, tmp_path, capsys):
+    """`mlprep pretrain` killed (SIGKILL) during training and during a checkpoint save, then rerun unchanged: it resumes
+    from the newest complete checkpoint and ends equal to an uninterrupted run. While it runs, a second process is
+    refused naming its pid; a rerun with another learning rate is refused naming it, and `--overwrite_output_dir` starts over."""
     kw = dict(train_data_path=small_bin, dim=64, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=64, batch_size=8,
               learning_rate=3e-3, max_steps=40, eval_interval=5, log_interval=5, use_ema='true', ema_decay=0.9, samples=0,
               warmup_steps=3, save_total_limit=20)
     ref = train_pretrain(PretrainConfig.from_dict({**kw, 'out_dir': str(tmp_path / 'ref')}))
     out = tmp_path / 'run'
-    p = subprocess.Popen([sys.executable, '-m', 'mlprep.mateconv.pretrain', *_flags({**kw, 'out_dir': out})], env=ENV,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = [sys.executable, '-m', 'mlprep.cli', 'pretrain', *_flags({**kw, 'out_dir': out})]
+    p = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     t0 = time.time()
-    while p.poll() is None and not (out / 'checkpoint-10' / 'COMPLETE').exists() and time.time() - t0 < 120: time.sleep(0.01)
-    p.send_signal(signal.SIGKILL); p.wait()
-    assert p.returncode == -signal.SIGKILL, 'the run finished before it could be killed'
+    while p.poll() is None and not (out / 'checkpoint-15').exists() and time.time() - t0 < 120: time.sleep(0.002)
+    p.send_signal(signal.SIGSTOP)                         # frozen, during (or right after) the save of checkpoint-15
+    try:
+        assert p.poll() is None, 'the run finished before it could be stopped'
+        assert cli_main(['pretrain', *_flags({**kw, 'out_dir': out})]) != 0           # a second process: refused
+        assert f'pid {p.pid}' in capsys.readouterr().err
+    finally:
+        p.send_signal(signal.SIGKILL); p.wait()
     assert not (out / 'best_model').exists()
-    res = train_pretrain(PretrainConfig.from_dict({**kw, 'out_dir': str(out), 'resume': 'true'}))
-    assert res['resumed_from'] is not None and res['steps'] == ref['steps'] == 40
-    for name in ('best_model', 'ema_model'):
-        a, b = load_file(tmp_path / 'ref' / name / 'model.safetensors'), load_file(out / name / 'model.safetensors')
-        for k in a: torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5, msg=f'{name}/{k}')
+    last = latest_checkpoint(out)
+    newest = max(int(c.name.split('-')[1]) for c in out.glob('checkpoint-*'))        # checkpoint-15 may be torn already
+    fake = out / f'checkpoint-{newest + 5}'                                               # and one surely killed during its save
+    shutil.copytree(last, fake); (fake / 'COMPLETE').unlink(); (fake / 'model.safetensors').write_bytes(b'torn')
+    assert cli_main(['pretrain', *_flags({**kw, 'out_dir': out, 'learning_rate': 1e-3})]) != 0
+    assert 'learning_rate: 0.003 → 0.001' in capsys.readouterr().err
+    r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)     # the same command again
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f'resuming from {last.name} of 40' in r.stderr and f'removed {fake.name}' in r.stderr
+    assert json.loads((out / 'summary.json').read_text())['steps'] == ref['steps'] == 40
+    _weights_equal(tmp_path / 'ref', out)
+    steps = lambda d: [json.loads(l)['step'] for l in open(d / 'metrics.jsonl')]
+    assert steps(out) == steps(tmp_path / 'ref')                                          # nothing logged twice
+    s = train_pretrain(PretrainConfig.from_dict({**kw, 'out_dir': str(out), 'max_steps': 4, 'overwrite_output_dir': 'true'}))
+    assert s['resumed_from'] is None and s['steps'] == 4 and latest_checkpoint(out).name == 'checkpoint-4'
 
 
 @pytest.mark.slow

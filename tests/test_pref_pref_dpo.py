@@ -77,7 +77,7 @@ def test_trainable_soft_prompt_resumes_exactly(tmp_path):
     train_pref_dpo(PrefDPOConfig(output_dir=str(tmp_path/'a'), **kw))
     assert (tmp_path/'a'/'checkpoint-2'/'prompt_embedding.safetensors').exists()
     (tmp_path/'b').mkdir(); shutil.copytree(tmp_path/'a'/'checkpoint-2', tmp_path/'b'/'checkpoint-2')
-    train_pref_dpo(PrefDPOConfig(output_dir=str(tmp_path/'b'), resume_from_checkpoint='latest', **kw))
+    train_pref_dpo(PrefDPOConfig(output_dir=str(tmp_path/'b'), resume_from_checkpoint=str(tmp_path/'b'/'checkpoint-2'), **kw))
     a, b = (load_file(str(tmp_path/r/'prompt_embedding.safetensors'))['prompt_embedding'] for r in 'ab')
     start = torch.load(tmp_path/'soft.pt', weights_only=True)
     assert (a - start).abs().max() > 1e-3                       # it trained

@@ -35,7 +35,7 @@ def one_line_error(r):
 
 @pytest.fixture(scope='module')
 def adapter(tmp_path_factory):
-    from mlprep.qgen.sft import load_policy, save_adapter, training_setup
+    from mlprep.qgen.common import load_policy, save_adapter, training_setup
     m, tok = load_policy('tiny:qwen3', training_setup('cpu'), lora_r=4, lora_alpha=8)
     return save_adapter(m, tok, tmp_path_factory.mktemp('a') / 'adapter')
 

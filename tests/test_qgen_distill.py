@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from mlprep.qgen.sft import resolve_qgen_model
+from mlprep.qgen.common import resolve_qgen_model
 from mlprep.qgen.teacher import FaultProxy, Teacher, TeacherError, load_exchanges, scripted_reply, serve_teacher
 from mlprep.qgen.distill import QgenDistillConfig, train_distill
 

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from mlprep.qgen.sft import QgenSFTConfig, load_policy, train_sft, training_setup
+from mlprep.qgen.common import load_policy, training_setup
+from mlprep.qgen.sft import QgenSFTConfig, train_sft
 from mlprep.qgen.grpo import QgenGRPOConfig, grpo_prompts, heldout_reward, train_grpo
 
 

@@ -1,7 +1,8 @@
 """Self-test of the real single-node SLURM test cluster (tests/slurm/cluster.py).
 
-What `mlprep slurm` relies on: sbatch batch jobs and job arrays run and finish COMPLETED, jobs see this venv's
-python, two 1-CPU jobs run at once, and a --requeue job that is requeued starts again with SLURM_RESTART_COUNT=1.
+What `mlprep slurm` and `mlprep pipeline run --slurm` rely on: sbatch batch jobs and job arrays run and finish COMPLETED, jobs see this venv's
+python, two 1-CPU jobs run at once, and a --requeue job that is requeued starts again with SLURM_RESTART_COUNT=1, and
+sacct reports finished jobs (accounting through slurmdbd).
 """
 import socket, sys, textwrap, time
 from pathlib import Path
@@ -80,3 +81,11 @@ def test_requeue_restarts_job(slurm_cluster, tmp_path):
     assert c.wait([job], timeout=90) == {job: 'COMPLETED'}
     assert runs.read_text().splitlines() == [f'run {job} restart=0', f'run {job} restart=1', 'done']
     assert c.jobs([job])[job]['Restarts'] == '1'
+
+
+def test_accounting_records_finished_jobs(slurm_cluster, tmp_path):
+    "slurmdbd on MariaDB: sacct reports a finished job (Snakemake's SLURM executor plugin reads job states this way)."
+    job = slurm_cluster.submit(_script(tmp_path / 'acct.sh', 'true', f'--output={tmp_path}/acct.log'))
+    assert slurm_cluster.wait([job], timeout=60) == {job: 'COMPLETED'}
+    _wait_for(lambda: slurm_cluster.run('sacct', '-X', '-n', '-P', '-j', job, '--format=JobIdRaw,State').strip() == f'{job}|COMPLETED',
+              30, 'the job in sacct')

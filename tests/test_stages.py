@@ -33,6 +33,31 @@ def test_every_registered_stage_has_a_notebook_whose_parameters_its_config_knows
         check_parameters_cell(get_stage(name))            # raises on a parameters key the config does not have
 
 
+@pytest.mark.slow
+def test_every_registry_row_names_code_that_imports():
+    "A typo in a row's 'module:function' string fails here, not when someone runs that job."
+    from mlprep.config import Config
+    from mlprep.stages import DEMO_STEPS, JOB_GROUPS, import_target, load_jobs
+    assert JOB_GROUPS[:5] == ('data', 'sampling', 'pref', 'mateconv', 'qgen'), JOB_GROUPS   # the order of mlprep --help
+    jobs, bad = load_jobs(), []
+    assert set(JOB_GROUPS) == {st.group for st in jobs.values()} | set(DEMO_STEPS), 'a capability with a jobs module but no rows'
+    def check(what, target, want=callable):
+        try: obj = import_target(target)
+        except (ImportError, AttributeError) as e: return bad.append(f'{what} = {target!r}: {type(e).__name__}: {e}')
+        if not want(obj): bad.append(f'{what} = {target!r} is not what it should be: {obj!r}')
+    for name, st in jobs.items():
+        if st.config is not None or not st.cli:          # a row with its own argv parser (`merge`) may have no config
+            check(f'{name}.config', st.config, lambda c: isinstance(c, type) and issubclass(c, Config))
+        for attr in ('run', 'cli', 'entry'):
+            if getattr(st, attr): check(f'{name}.{attr}', getattr(st, attr))
+        if not (st.run or st.cli): bad.append(f'{name}: neither run nor cli')
+        if st.distributed and not st.entry: bad.append(f'{name}: distributed without an entry')
+        if st.notebook and not st.notebook_path.exists(): bad.append(f'{name}.notebook: {st.notebook_path} missing')
+    for group, steps in DEMO_STEPS.items():
+        for step in steps: check(f'demo step of {group}', step['run'] if isinstance(step, dict) else step)
+    assert not bad, '\n'.join(bad)
+
+
 def test_parameters_cell_check_fails_on_an_unknown_key(tmp_path):
     import nbformat
     from mlprep.config import ConfigError

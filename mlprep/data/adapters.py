@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlparse
 
+from fastcore.basics import patch
+
 from ..core import BadRows, get_logger, read_jsonl
 from .models import hub_offline, hub_reachable
 
@@ -74,36 +76,40 @@ class Adapter:
                        **{k: v for k, v in rec.items() if k not in ('prompt', 'answer')})
         return rec
 
-    def get_text(self, row: dict, name: str, number_ok: bool = False) -> str:
-        "The non-empty string in field `name` of `row` (numbers too with `number_ok`), else `BadRow`."
-        k = self.key(name)
-        if k not in row: raise BadRow(f"missing field '{k}'")
-        v = row[k]
-        if v is None: raise BadRow(f"empty field '{k}'")
-        ok = (str, int, float) if number_ok else (str,)
-        if isinstance(v, bool) or not isinstance(v, ok):
-            raise BadRow(f"wrong type for '{k}': expected {'str or number' if number_ok else 'str'}, got {_type(v)}")
-        v = v if isinstance(v, str) else str(v)
-        if not v.strip(): raise BadRow(f"empty field '{k}'")
-        return v
+# %% ../../nbs/data/05_adapters.ipynb #6a0e40ae
+@patch
+def get_text(self: Adapter, row: dict, name: str, number_ok: bool = False) -> str:
+    "The non-empty string in field `name` of `row` (numbers too with `number_ok`), else `BadRow`."
+    k = self.key(name)
+    if k not in row: raise BadRow(f"missing field '{k}'")
+    v = row[k]
+    if v is None: raise BadRow(f"empty field '{k}'")
+    ok = (str, int, float) if number_ok else (str,)
+    if isinstance(v, bool) or not isinstance(v, ok):
+        raise BadRow(f"wrong type for '{k}': expected {'str or number' if number_ok else 'str'}, got {_type(v)}")
+    v = v if isinstance(v, str) else str(v)
+    if not v.strip(): raise BadRow(f"empty field '{k}'")
+    return v
 
-    def get_messages(self, row: dict, name: str) -> list[dict]:
-        "The chat in field `name` (ShareGPT `from`/`value` or `role`/`content` turns) as role/content messages."
-        k = self.key(name)
-        if k not in row: raise BadRow(f"missing field '{k}'")
-        turns = row[k]
-        if turns is None or (isinstance(turns, list) and not turns): raise BadRow(f"empty field '{k}'")
-        if not isinstance(turns, list): raise BadRow(f"wrong type for '{k}': expected list, got {_type(turns)}")
-        out = []
-        for i, t in enumerate(turns):
-            if not isinstance(t, dict): raise BadRow(f"bad turn in '{k}'", f'turn {i} is a {_type(t)}, not an object')
-            role, content = t.get('role', t.get('from')), t.get('content', t.get('value'))
-            if not isinstance(role, str) or role.lower() not in ROLES:
-                raise BadRow(f"bad turn in '{k}'", f'turn {i} has role {role!r}; known roles: {", ".join(ROLES)}')
-            if not isinstance(content, str) or not content.strip():
-                raise BadRow(f"bad turn in '{k}'", f'turn {i} has no text')
-            out.append(dict(role=ROLES[role.lower()], content=content))
-        return out
+# %% ../../nbs/data/05_adapters.ipynb #5619f33c
+@patch
+def get_messages(self: Adapter, row: dict, name: str) -> list[dict]:
+    "The chat in field `name` (ShareGPT `from`/`value` or `role`/`content` turns) as role/content messages."
+    k = self.key(name)
+    if k not in row: raise BadRow(f"missing field '{k}'")
+    turns = row[k]
+    if turns is None or (isinstance(turns, list) and not turns): raise BadRow(f"empty field '{k}'")
+    if not isinstance(turns, list): raise BadRow(f"wrong type for '{k}': expected list, got {_type(turns)}")
+    out = []
+    for i, t in enumerate(turns):
+        if not isinstance(t, dict): raise BadRow(f"bad turn in '{k}'", f'turn {i} is a {_type(t)}, not an object')
+        role, content = t.get('role', t.get('from')), t.get('content', t.get('value'))
+        if not isinstance(role, str) or role.lower() not in ROLES:
+            raise BadRow(f"bad turn in '{k}'", f'turn {i} has role {role!r}; known roles: {", ".join(ROLES)}')
+        if not isinstance(content, str) or not content.strip():
+            raise BadRow(f"bad turn in '{k}'", f'turn {i} has no text')
+        out.append(dict(role=ROLES[role.lower()], content=content))
+    return out
 
 # %% ../../nbs/data/05_adapters.ipynb #9a86e9a2
 ADAPTERS: dict[str, type[Adapter]] = {}
@@ -288,6 +294,7 @@ def _read_parquet(path: Path) -> Iterator[tuple[str, int, dict]]:
             i += 1
             yield str(path), i, row
 
+# %% ../../nbs/data/05_adapters.ipynb #0544150c
 def _local_files(path: Path) -> list[Path]:
     if not path.exists(): raise FileNotFoundError(f'no such file or folder: {path}')
     if path.is_file():
@@ -343,6 +350,7 @@ def _rows(source, split, shuffle, seed, bad) -> Iterator[tuple[str, int, dict]]:
     if shuffle: random.Random(seed).shuffle(rows)
     return iter(rows)
 
+# %% ../../nbs/data/05_adapters.ipynb #6c12efe0
 def _fits(cls, keys, kind) -> bool:
     try: return cls().fits(keys, kind)
     except Exception: return False  # an adapter that needs arguments is not one we can suggest

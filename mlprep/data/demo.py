@@ -11,7 +11,7 @@ import json, os, random
 from pathlib import Path
 
 from ..core import data_dir
-from .synth import LEVELS, _ord
+from .synth import LEVELS, ordinal
 from .problems import TOPIC_NAMES, TOPICS, generate_problems, make_note, make_problem
 
 # %% ../../nbs/data/04e_demo.ipynb #8816aa33
@@ -36,6 +36,7 @@ def to_text(problem: dict) -> dict:
     else: text = f"{p['problem']}\n{p['solution']}"
     return {'text': text}
 
+# %% ../../nbs/data/04e_demo.ipynb #1fa743e8
 def to_deepscaler(problem: dict) -> dict:
     "DeepScaleR row: `problem`, `solution` (ending in a boxed answer) and `answer`."
     return {'problem': problem['problem'], 'solution': f"{problem['solution']}\nThe final answer is $\\boxed{{{problem['answer']}}}$.",
@@ -59,6 +60,7 @@ def to_finetome(problem: dict) -> dict:
     else: turns += [{'from': 'human', 'value': _prompt(p)}, {'from': 'gpt', 'value': p['solution']}]
     return {'conversations': turns}
 
+# %% ../../nbs/data/04e_demo.ipynb #3bfc2e68
 def to_hh_rlhf(problem: dict) -> dict:
     "Anthropic hh-rlhf row: `chosen` and `rejected` transcripts with the same Human turns; rejected has the wrong solution."
     p, r = problem, _rng(problem, 'hh')
@@ -87,6 +89,7 @@ def _write_jsonl(path, rows):
         for row in rows: f.write(json.dumps(row, ensure_ascii=False) + '\n')
     os.replace(tmp, path)
 
+# %% ../../nbs/data/04e_demo.ipynb #37848b40
 _README = """# mlprep demo data
 
 Synthetic competition-style math problems, written by `mlprep.data.demo.write_demo_data(out_dir, n={n}, n_text={n_text}, seed={seed})`.
@@ -108,6 +111,7 @@ from the next {n_text} problems (so pretraining does not see their answers), wit
 chosen and a rejected answer differ in correctness, not in style.
 """
 
+# %% ../../nbs/data/04e_demo.ipynb #19a2a481
 def write_demo_data(out_dir=None, n: int = 1200, n_text: int = 5000, seed: int = 0, note_every: int = 3) -> dict:
     "Write the demo JSONL files (one per name in `FORMATS`) and a README into `out_dir` (default `demo_dir()`); returns name -> Path."
     out_dir = Path(out_dir or demo_dir()); out_dir.mkdir(parents=True, exist_ok=True)
@@ -121,7 +125,7 @@ def write_demo_data(out_dir=None, n: int = 1200, n_text: int = 5000, seed: int =
     for name, emit in FORMATS.items():
         paths[name] = out_dir / f"{name}.jsonl"
         _write_jsonl(paths[name], text if name == 'text' else [emit(p) for p in tuned])
-    (out_dir / 'README.md').write_text(_README.format(n=n, n_text=n_text, seed=seed, text=len(text), note_every=_ord(note_every),
+    (out_dir / 'README.md').write_text(_README.format(n=n, n_text=n_text, seed=seed, text=len(text), note_every=ordinal(note_every),
                                                       topics=', '.join(TOPICS)), encoding='utf-8')
     return paths
 

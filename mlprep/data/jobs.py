@@ -8,6 +8,7 @@ __all__ = ['JOBS', 'DEMO_STEPS']
 # %% ../../nbs/data/09_jobs.ipynb #e1e9d936
 JOBS = [
     dict(name='data', config='mlprep.data.prepare:DataConfig', run='mlprep.data.prepare:prepare_data', notebook='data.ipynb',
-         description='load a dataset through an adapter: counts, bad rows by reason, length plots, examples'),
+         description='load a dataset through an adapter: counts, bad rows by reason, length plots, examples',
+         outputs={'records': 'records.jsonl', 'summary': 'summary.json'}),
 ]
 DEMO_STEPS = [dict(name='data', run='mlprep.data.tiny:demo_step')]   # the demo data, tokenizer and tiny models every other step uses

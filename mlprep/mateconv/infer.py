@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+from fastcore.basics import patch
+
 import torch
 from transformers import AutoTokenizer, GenerationConfig, TextIteratorStreamer, TextStreamer
 
@@ -78,32 +80,36 @@ class TextGenerator:
         if stream: streamer = _CallbackStreamer(self.tok, callback or (lambda t: print(t, end='', flush=True)), skip_special_tokens=True)
         return self._generate([self._ids(prompt)], g, streamer)[0]
 
-    def stream(self, prompt: str, gen_config: GenerationConfig | dict | None = None, **kw) -> Iterator[str]:
-        "Yield the continuation of `prompt` piece by piece (generation runs in a thread, `TextIteratorStreamer`)."
-        g = self._config(gen_config, kw)
-        streamer = TextIteratorStreamer(self.tok, skip_prompt=True, skip_special_tokens=True, timeout=600)
-        t = threading.Thread(target=self._generate, args=([self._ids(prompt)], g, streamer), daemon=True)
-        t.start()
-        yield from streamer
-        t.join()
+# %% ../../nbs/mateconv/34_infer.ipynb #c73c456a
+@patch
+def stream(self: TextGenerator, prompt: str, gen_config: GenerationConfig | dict | None = None, **kw) -> Iterator[str]:
+    "Yield the continuation of `prompt` piece by piece (generation runs in a thread, `TextIteratorStreamer`)."
+    g = self._config(gen_config, kw)
+    streamer = TextIteratorStreamer(self.tok, skip_prompt=True, skip_special_tokens=True, timeout=600)
+    t = threading.Thread(target=self._generate, args=([self._ids(prompt)], g, streamer), daemon=True)
+    t.start()
+    yield from streamer
+    t.join()
 
-    def batch_generate(self, prompts: list[str], gen_config: GenerationConfig | dict | None = None, batch_size: int = 16, **kw) -> list[str]:
-        "Continuations of several prompts, `batch_size` at a time, each batch one left-padded `generate` call."
-        g = self._config(gen_config, kw)
-        out = []
-        for i in range(0, len(prompts), batch_size): out += self._generate([self._ids(p) for p in prompts[i:i + batch_size]], g)
-        return out
+@patch
+def batch_generate(self: TextGenerator, prompts: list[str], gen_config: GenerationConfig | dict | None = None, batch_size: int = 16, **kw) -> list[str]:
+    "Continuations of several prompts, `batch_size` at a time, each batch one left-padded `generate` call."
+    g = self._config(gen_config, kw)
+    out = []
+    for i in range(0, len(prompts), batch_size): out += self._generate([self._ids(p) for p in prompts[i:i + batch_size]], g)
+    return out
 
-    def chat(self, history: list[dict], gen_config: GenerationConfig | dict | None = None, stream: bool = False,
-             callback: Callable[[str], None] | None = None, **kw) -> str:
-        "The assistant's reply to a conversation (`[{'role', 'content'}, ...]`), through the tokenizer's chat template."
-        if self.tok.chat_template:
-            text = self.tok.apply_chat_template(history, tokenize=False, add_generation_prompt=True)
-        else: text = ''.join(f"{m['role']}: {m['content']}\n" for m in history) + 'assistant: '
-        ids = self.tok(text, add_special_tokens=False)['input_ids']
-        g = self._config(gen_config, kw)
-        streamer = _CallbackStreamer(self.tok, callback or (lambda t: print(t, end='', flush=True)), skip_special_tokens=True) if stream else None
-        return self._generate([ids], g, streamer)[0]
+@patch
+def chat(self: TextGenerator, history: list[dict], gen_config: GenerationConfig | dict | None = None, stream: bool = False,
+         callback: Callable[[str], None] | None = None, **kw) -> str:
+    "The assistant's reply to a conversation (`[{'role', 'content'}, ...]`), through the tokenizer's chat template."
+    if self.tok.chat_template:
+        text = self.tok.apply_chat_template(history, tokenize=False, add_generation_prompt=True)
+    else: text = ''.join(f"{m['role']}: {m['content']}\n" for m in history) + 'assistant: '
+    ids = self.tok(text, add_special_tokens=False)['input_ids']
+    g = self._config(gen_config, kw)
+    streamer = _CallbackStreamer(self.tok, callback or (lambda t: print(t, end='', flush=True)), skip_special_tokens=True) if stream else None
+    return self._generate([ids], g, streamer)[0]
 
 # %% ../../nbs/mateconv/34_infer.ipynb #238e9019
 def tiny_pretrained(steps: int = 150) -> Path:
@@ -129,6 +135,8 @@ def load_for_inference(model_path: str, tokenizer_path: str = '', model_config: 
     "(model, tokenizer) from a saved folder / hub name, or from an original `.pth` plus its `LMConfig` fields."
     import mlprep.mateconv.model                                   # registers 'mateconv' with the Auto classes
     model_path = resolve_model_name(model_path)
+    if model_path.endswith('.pth') and not Path(model_path).exists() and Path(model_path[:-4]).is_dir():
+        log.info(f'{model_path}: using the folder {model_path[:-4]} (mlprep saves models as folders)'); model_path = model_path[:-4]
     if model_path.endswith('.pth'):
         fields = {}
         if model_config:
@@ -177,7 +185,9 @@ class InferConfig(Config):
         if not self.greedy and self.temperature <= 0: raise ConfigError(f'temperature={self.temperature} must be positive (or use --greedy)')
         if not 0 < self.top_p <= 1: raise ConfigError(f'top_p={self.top_p} must be in (0, 1]')
         if self.batch_file and not Path(self.batch_file).exists(): raise ConfigError(f'batch_file not found: {self.batch_file}')
-        if self.model_path.endswith('.pth') and not Path(self.model_path).exists(): raise ConfigError(f'model_path not found: {self.model_path}')
+        p = self.model_path
+        if p.endswith('.pth') and not Path(p).exists() and not Path(p[:-4]).is_dir():
+            raise ConfigError(f'model_path not found: {p} (mlprep pretrain saves folders: OUT/best_model, OUT/ema_model)')
 
     def gen_config(self) -> GenerationConfig:
         return generation_config(self.max_new_tokens, self.temperature, self.top_k, self.top_p, self.repetition_penalty,
@@ -205,6 +215,7 @@ def chat_loop(gen: TextGenerator, g: GenerationConfig, stream: bool = True, inpu
     print_fn('👋 Bye!')
     return turns
 
+# %% ../../nbs/mateconv/34_infer.ipynb #fee35219
 def run_infer(config: InferConfig) -> dict:
     "Run the inference job: interactive chat, a batch file, or one prompt; return a summary."
     set_seed(config.seed)

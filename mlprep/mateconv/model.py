@@ -30,6 +30,7 @@ def ffn_hidden_dim(dim: int, multiple_of: int = 64) -> int:
     h = int(2 * (4 * dim) / 3)
     return multiple_of * ((h + multiple_of - 1) // multiple_of)
 
+# %% ../../nbs/mateconv/30_model.ipynb #e83ea059
 @strict
 class MateConvConfig(PreTrainedConfig):
     "The original `LMConfig` as a transformers config (`AutoConfig.for_model('mateconv', dim=...)`)."
@@ -139,6 +140,7 @@ class FeedForward(nn.Module):
 
     def forward(self, x): return self.dropout(self.w2(F.silu(self.w1(x)) * self.w3(x)))
 
+# %% ../../nbs/mateconv/30_model.ipynb #6403cd0d
 class MoEGate(nn.Module):
     def __init__(self, config: MateConvConfig):
         super().__init__()
@@ -163,6 +165,7 @@ class MoEGate(nn.Module):
                 aux = (f * scores.mean(0)).sum() * self.alpha
         return topk_idx, topk_w.to(x.dtype), aux
 
+# %% ../../nbs/mateconv/30_model.ipynb #6403cd10
 class MoEFeedForward(nn.Module):
     def __init__(self, config: MateConvConfig):
         super().__init__()
@@ -196,6 +199,7 @@ class Block(GradientCheckpointingLayer):             # (activation checkpointing
         out, aux = out if isinstance(out, tuple) else (out, None)
         return h + out, aux
 
+# %% ../../nbs/mateconv/30_model.ipynb #5e791168
 def attention_mask_4d(attention_mask: torch.Tensor | None, T: int, past: int, device) -> torch.Tensor | None:
     "The boolean (B, 1, T, past+T) may-attend mask, or None when plain causal attention is exact."
     if (attention_mask is None or bool(attention_mask.all())) and (past == 0 or T == 1): return None
@@ -206,6 +210,7 @@ def attention_mask_4d(attention_mask: torch.Tensor | None, T: int, past: int, de
         mask = mask & attention_mask[:, None, None, -S:].bool()  # (B, 1, T, S) padding keys removed
     return mask | (j == past + i)[None, None]                  # a query always sees itself
 
+# %% ../../nbs/mateconv/30_model.ipynb #5e79116a
 @dataclass
 class MateConvModelOutput(ModelOutput):
     "What the backbone returns: final hidden states (B, T, D), the cache, the summed MoE auxiliary loss."

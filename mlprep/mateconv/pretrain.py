@@ -4,27 +4,28 @@
 
 # %% ../../nbs/mateconv/33_pretrain.ipynb #2b171eee
 from __future__ import annotations
-import json, math, os, sys, time
+import dataclasses, json, math, os, sys, time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
-import yaml
 from transformers import AutoTokenizer, EarlyStoppingCallback, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
-from ..core import JsonlWriter, UserError, atomic_write_json, cache_dir, get_device, get_logger, set_seed
+from ..core import JsonlWriter, UserError, atomic_write_json, atomic_write_text, cache_dir, get_device, get_logger, set_seed
+from ..runs import TrainRun, check_integrations, latest_checkpoint, run_settings
 from ..config import Config, ConfigError, param
 from ..data.models import save_pretrained_dir
 from .model import MateConvConfig, MateConvForCausalLM, from_mateconv_checkpoint
-from .process import load_bin, split_bin
+from .process import load_bin, meta_path, process_dataset, split_bin
 from .tokenizer import resolve_tokenizer
 
 # %% auto #0
-__all__ = ['log', 'TokenWindows', 'PretrainConfig', 'EMACallback', 'ProgressCallback', 'SequentialTrainer',
-           'last_complete_checkpoint', 'resolve_dtype', 'build_model_config', 'check_checkpoint', 'demo_bin',
-           'train_pretrain', 'demo_step', 'main']
+__all__ = ['log', 'SANITY', 'SANITY_WINDOWS', 'TokenWindows', 'check_pretrain', 'PretrainConfig', 'sanity_config', 'EMACallback',
+           'ProgressCallback', 'trim_metrics', 'SequentialTrainer', 'StopAfter', 'resolve_dtype', 'build_model_config',
+           'check_checkpoint', 'process_split', 'data_paths', 'datasets', 'total_steps', 'training_args',
+           'make_trainer', 'save_outputs', 'demo_bin', 'open_run', 'train_pretrain', 'demo_step', 'main']
 
 # %% ../../nbs/mateconv/33_pretrain.ipynb #f53b8fc6
 log = get_logger('mateconv')
@@ -48,14 +49,28 @@ class TokenWindows(torch.utils.data.Dataset):
 
     def __getstate__(self): return {**self.__dict__, '_mm': None}
 
+# %% ../../nbs/mateconv/33_pretrain.ipynb #c7e0a001
+def check_pretrain(cfg) -> None:
+    "The value checks of a `PretrainConfig` (one line naming the key)."
+    for k in ('epochs', 'batch_size', 'accumulation_steps', 'eval_interval', 'log_interval', 'max_seq_len', 'patience'):
+        if getattr(cfg, k) < 1: raise ConfigError(f'{k}={getattr(cfg, k)} must be at least 1')
+    if cfg.learning_rate <= 0: raise ConfigError(f'learning_rate={cfg.learning_rate} must be positive')
+    if cfg.dim % cfg.n_heads: raise ConfigError(f'dim={cfg.dim} is not a multiple of n_heads={cfg.n_heads}')
+    if cfg.n_heads % cfg.n_kv_heads: raise ConfigError(f'n_heads={cfg.n_heads} is not a multiple of n_kv_heads={cfg.n_kv_heads}')
+    if not 0 <= cfg.val_fraction < 1: raise ConfigError(f'val_fraction={cfg.val_fraction} must be in [0, 1)')
+    if cfg.resume_from.endswith('.pth') and not Path(cfg.resume_from).exists():
+        raise ConfigError(f'resume_from={cfg.resume_from} not found (checkpoints of mlprep are folders: --resume_from OUT/checkpoint-N; '
+                          f'a plain rerun continues from the newest by itself)')
+
 # %% ../../nbs/mateconv/33_pretrain.ipynb #f58ddc7c
 @dataclass
 class PretrainConfig(Config):
     "Pretrain MateConv from scratch on a token .bin (the guide's `train.py` flags and config.yaml keys)."
+    yaml_sections: ClassVar[tuple] = ('data', 'training', 'model', 'logging')
     tokenizer_path: str = param('mateconv:demo', help='tokenizer folder (the one that made the .bin); mateconv:demo is the demo tokenizer')
-    train_data_path: str = param('pretrain_data.bin', help='token .bin from `mlprep process` (mateconv:demo: the demo corpus, processed once)')
-    val_data_path: str | None = param(None, help='validation .bin (none: split val_fraction of the documents off the train file)')
-    val_fraction: float = param(0.0, help='without val_data_path: share of the train documents held out for validation')
+    train_data_path: str = param('dataset/pretrain_data.bin', help='token .bin from `mlprep process` (its default output; mateconv:demo: the demo corpus)')
+    val_data_path: str | None = param(None, help='validation .bin (none: the TRAIN_val.bin split `mlprep process` wrote, else val_fraction)')
+    val_fraction: float = param(0.0, help='without validation data: share of the train documents held out for validation')
     epochs: int = param(15, help='passes over the training windows')
     max_steps: int = param(0, help='stop after this many optimizer steps (0: run all epochs)')
     batch_size: int = param(32, help='windows per device per step')
@@ -75,8 +90,10 @@ class PretrainConfig(Config):
     log_interval: int = param(100, help='log every N steps')
     save_total_limit: int = param(3, help='checkpoints kept (the best one is always kept)')
     out_dir: str = param('out', help='output folder: checkpoint-N/, best_model/, ema_model/, metrics.jsonl, summary.json')
-    resume: bool = param(False, help='resume from the newest complete checkpoint in out_dir (exact: optimizer, scheduler, RNG, data position)')
+    resume: bool = param(False, help='require a resume: continue from the newest complete checkpoint of out_dir, refused if there is none (a plain rerun continues by itself)')
     resume_from: str = param('', help='resume from this checkpoint-N/ folder; or an original .pth to start from its weights')
+    overwrite_output_dir: bool = param(False, help='start over: delete the checkpoints in out_dir (a rerun otherwise continues, or is refused if its settings differ)')
+    sanity_check: bool = param(False, help='quick check of the whole path (about a minute on CPU): a small model, a slice of the data, 20 steps, a checkpoint at 10 that the run resumes from')
     ddp: bool = param(False, help='expect a torchrun launch (DDP; gloo on CPU, nccl on GPU)')
     use_wandb: bool = param(False, help='log to Weights & Biases (WANDB_API_KEY from the environment)')
     wandb_project: str = param('MateConv-Pretrain', help='wandb project')
@@ -94,30 +111,17 @@ class PretrainConfig(Config):
     num_workers: int = param(0, help='dataloader workers')
     samples: int = param(3, help='sample this many continuations from the final model (0: none)')
 
-    def check(self):
-        for k in ('epochs', 'batch_size', 'accumulation_steps', 'eval_interval', 'log_interval', 'max_seq_len', 'patience'):
-            if getattr(self, k) < 1: raise ConfigError(f'{k}={getattr(self, k)} must be at least 1')
-        if self.learning_rate <= 0: raise ConfigError(f'learning_rate={self.learning_rate} must be positive')
-        if self.dim % self.n_heads: raise ConfigError(f'dim={self.dim} is not a multiple of n_heads={self.n_heads}')
-        if self.n_heads % self.n_kv_heads: raise ConfigError(f'n_heads={self.n_heads} is not a multiple of n_kv_heads={self.n_kv_heads}')
-        if not 0 <= self.val_fraction < 1: raise ConfigError(f'val_fraction={self.val_fraction} must be in [0, 1)')
-        if self.early_stopping and not (self.val_data_path or self.val_fraction):
-            raise ConfigError('early_stopping needs validation data: set val_data_path or val_fraction')
+    def check(self): check_pretrain(self)
 
-    @classmethod
-    def from_yaml(cls, path, overrides=None):
-        "Also reads the guide's nested config.yaml: the keys of its `data:`, `training:` and `model:` sections."
-        path = Path(path)
-        if not path.exists(): raise ConfigError(f'config file not found: {path}')
-        try: d = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e: raise ConfigError(f'{path} is not valid YAML: {e}') from None
-        if not isinstance(d, dict): raise ConfigError(f'{path} must hold a mapping of key: value')
-        flat = {}
-        for k, v in d.items():
-            if k in ('data', 'training', 'model', 'logging') and isinstance(v, dict): flat.update(v)
-            else: flat[k] = v
-        cls.from_dict(flat, source=str(path))
-        return cls.from_dict({**flat, **(overrides or {})}, source=f'{path} + overrides' if overrides else str(path))
+# %% ../../nbs/mateconv/33_pretrain.ipynb #b5a1c0e2
+SANITY = dict(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=64, max_steps=20, log_interval=5)
+SANITY_WINDOWS = 2000                         # training windows of a sanity check (validation: a tenth of it)
+
+def sanity_config(cfg: PretrainConfig) -> PretrainConfig:
+    "The config a `--sanity_check` run trains with (the config itself without it)."
+    if not cfg.sanity_check: return cfg
+    steps = cfg.max_steps if 2 <= cfg.max_steps <= SANITY['max_steps'] else SANITY['max_steps']
+    return dataclasses.replace(cfg, **{**SANITY, 'max_steps': steps, 'eval_interval': steps // 2, 'samples': min(cfg.samples, 1)})
 
 # %% ../../nbs/mateconv/33_pretrain.ipynb #ceefd35d
 class EMACallback(TrainerCallback):
@@ -148,8 +152,9 @@ class EMACallback(TrainerCallback):
         with torch.no_grad():
             for n, p in self._params(model).items(): p.copy_(self.shadow[n].to(p.dtype))
 
+# %% ../../nbs/mateconv/33_pretrain.ipynb #c6d1e0a2
 class ProgressCallback(TrainerCallback):
-    "Logs with tokens/s to metrics.jsonl; marks each complete checkpoint."
+    "Logs with tokens/s to metrics.jsonl and one line to the log."
     def __init__(self, path: Path, tokens_per_step: int):
         self.path, self.tokens_per_step, self.t0, self.step0 = path, tokens_per_step, None, 0
 
@@ -165,17 +170,22 @@ class ProgressCallback(TrainerCallback):
                  if k in ('loss', 'eval_loss', 'learning_rate', 'grad_norm', 'tokens_per_s')}
         if shown: log.info(f'step {state.global_step}: ' + ' '.join(f'{k}={v}' for k, v in shown.items()))
 
-    def on_save(self, args, state, control, **kw):
-        if state.is_world_process_zero: (Path(args.output_dir) / f'checkpoint-{state.global_step}' / 'COMPLETE').write_text('ok\n')
+def trim_metrics(path: Path, step: int) -> None:
+    "Keep the records of `metrics.jsonl` up to `step` (the checkpoint a run resumes from; 0: none), so a rerun mixes nothing in."
+    if not path.exists(): return
+    keep = [l for l in path.read_text().splitlines(keepends=True) if l.strip() and json.loads(l).get('step', 0) <= step] if step else []
+    atomic_write_text(path, ''.join(keep))
 
+# %% ../../nbs/mateconv/33_pretrain.ipynb #c6d1e0a4
 class SequentialTrainer(Trainer):
     "A Trainer that visits the training windows in file order (`sampling='sequential'`)."
     def _get_train_sampler(self, *args, **kwargs): return torch.utils.data.SequentialSampler(self.train_dataset)
 
-def last_complete_checkpoint(out_dir: str | Path) -> Path | None:
-    "The newest `checkpoint-N/` of `out_dir` that was saved completely."
-    cks = [p for p in Path(out_dir).glob('checkpoint-*') if (p / 'COMPLETE').exists() and p.name.split('-')[-1].isdigit()]
-    return max(cks, key=lambda p: int(p.name.split('-')[-1]), default=None)
+class StopAfter(TrainerCallback):
+    "Stop training after step `step` (and its checkpoint): the first half of a `--sanity_check` run."
+    def __init__(self, step: int): self.step = step
+    def on_step_end(self, args, state, control, **kw):
+        if state.global_step >= self.step: control.should_training_stop = True
 
 # %% ../../nbs/mateconv/33_pretrain.ipynb #49b8b29f
 def resolve_dtype(name: str, device: torch.device) -> str:
@@ -208,7 +218,87 @@ def check_checkpoint(checkpoint: Path, mconf: MateConvConfig):
     if diff: raise ConfigError(f'checkpoint {checkpoint} has another shape than the config: ' +
                                ', '.join(f'{k}={a} in the checkpoint but {b} in the config' for k, (a, b) in diff.items()))
 
+# %% ../../nbs/mateconv/33_pretrain.ipynb #d1a2b3c1
+def process_split(path: Path) -> tuple[Path, Path] | None:
+    "The `PATH_train.bin` / `PATH_val.bin` split that `mlprep process --val_fraction` wrote beside `PATH`, if it did."
+    tr, va = path.with_name(path.stem + '_train.bin'), path.with_name(path.stem + '_val.bin')
+    if not (tr.exists() and va.exists() and meta_path(va).exists()): return None
+    of = json.loads(meta_path(va).read_text()).get('split_of')
+    return (tr, va) if of and Path(of).name == path.name else None
+
+def data_paths(cfg: PretrainConfig, tok) -> tuple[Path, Path | None, dict]:
+    "The training and validation `.bin`s of a run and the training file's metadata, checked against the tokenizer."
+    if cfg.train_data_path == 'mateconv:demo': train = demo_bin()
+    else:
+        train = Path(cfg.train_data_path)
+        if not train.exists():
+            raise UserError(f'--train_data_path {train} not found: make it with `mlprep process` (which writes '
+                            f'dataset/pretrain_data.bin by default) or give the path of your token .bin')
+    val = Path(cfg.val_data_path) if cfg.val_data_path else None
+    if val is None and not cfg.val_fraction and (split := process_split(train)):
+        train, val = split
+        log.info(f'validation data: {val}, the split `mlprep process` wrote (training on {train}; --val_data_path or --val_fraction choose other data)')
+    if cfg.early_stopping and not (val or cfg.val_fraction):
+        raise UserError(f'--early_stopping needs validation data and {train} has no split beside it: add --val_fraction 0.01 '
+                        f'(or --val_data_path FILE, or make the split with `mlprep process --val_fraction 0.01`)')
+    if val is not None and not val.exists(): raise UserError(f'--val_data_path {val} not found')
+    _, meta = load_bin(train, tok)                                       # the .bin was made by this tokenizer
+    if val is not None: load_bin(val, tok)
+    return train, val, meta
+
+# %% ../../nbs/mateconv/33_pretrain.ipynb #d1a2b3c3
+def datasets(cfg: PretrainConfig, out: Path, train: Path, val: Path | None, meta: dict, world: int = 1, rank0: bool = True):
+    "The training and validation windows; with `val_fraction`, split the train file into `out_dir/data/` first."
+    if val is None and cfg.val_fraction:
+        split_dir = out / 'data'; tr, va = split_dir / 'train.bin', split_dir / 'val.bin'
+        if rank0 and not (tr.exists() and va.exists()):
+            split_dir.mkdir(parents=True, exist_ok=True); split_bin(train, cfg.val_fraction, cfg.seed, tr, va)
+        while world > 1 and not (tr.exists() and va.exists()): time.sleep(0.2)
+        train, val = tr, va
+    n = SANITY_WINDOWS if cfg.sanity_check else None
+    train_ds = TokenWindows(train, cfg.max_seq_len, meta['dtype'], max_windows=n)
+    val_ds = TokenWindows(val, cfg.max_seq_len, meta['dtype'], max_windows=n // 10 if n else 2000) if val else None
+    return train_ds, val_ds
+
+def total_steps(cfg: PretrainConfig, windows: int, world: int = 1) -> int:
+    "The optimizer steps of a run (as the Trainer counts them)."
+    if cfg.max_steps: return cfg.max_steps
+    return max(math.ceil(windows / (cfg.batch_size * world)) // cfg.accumulation_steps, 1) * cfg.epochs
+
 # %% ../../nbs/mateconv/33_pretrain.ipynb #5562cea5
+def training_args(cfg: PretrainConfig, out: Path, dtype: str, device: torch.device, world: int, has_val: bool) -> TrainingArguments:
+    "The HF `TrainingArguments` of the guide's keys."
+    if cfg.use_wandb:
+        os.environ.setdefault('WANDB_PROJECT', cfg.wandb_project)
+        if cfg.wandb_run_name: os.environ.setdefault('WANDB_NAME', cfg.wandb_run_name)
+    return TrainingArguments(
+        output_dir=str(out), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps or -1, per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.accumulation_steps, learning_rate=cfg.learning_rate,
+        weight_decay=0.0 if cfg.optimizer_type == 'adam' else cfg.weight_decay, optim='adamw_torch',
+        lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_steps, max_grad_norm=cfg.grad_clip or None,
+        bf16=dtype == 'bfloat16', fp16=dtype == 'float16', use_cpu=device.type == 'cpu',
+        logging_steps=cfg.log_interval, logging_first_step=True,
+        eval_strategy='steps' if has_val else 'no', eval_steps=cfg.eval_interval, save_strategy='steps', save_steps=cfg.eval_interval,
+        save_total_limit=cfg.save_total_limit, load_best_model_at_end=has_val, metric_for_best_model='eval_loss',
+        greater_is_better=False, report_to=['wandb'] if cfg.use_wandb else [], seed=cfg.seed, data_seed=cfg.seed,
+        dataloader_num_workers=cfg.num_workers, ddp_backend=('nccl' if device.type == 'cuda' else 'gloo') if world > 1 else None,
+        remove_unused_columns=False, disable_tqdm=os.environ.get('MLPREP_PROGRESS', '1') == '0')
+
+def make_trainer(cfg: PretrainConfig, model, args: TrainingArguments, train_ds, val_ds, checkpoint=None, last=()):
+    "The Trainer with EMA (reloaded from `checkpoint`), early stopping, progress, then `last` (the run's callbacks); and the EMA."
+    callbacks, ema = [], (EMACallback(cfg.ema_decay) if cfg.use_ema else None)
+    if ema:
+        callbacks.append(ema)
+        if checkpoint: ema.load(checkpoint)
+    if cfg.early_stopping: callbacks.append(EarlyStoppingCallback(cfg.patience))
+    tokens_per_step = cfg.batch_size * cfg.accumulation_steps * cfg.max_seq_len * args.world_size
+    callbacks += [ProgressCallback(Path(args.output_dir) / 'metrics.jsonl', tokens_per_step), *last]
+    trainer_cls = SequentialTrainer if cfg.sampling == 'sequential' else Trainer
+    trainer = trainer_cls(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds, callbacks=callbacks)
+    trainer.remove_callback(PrinterCallback)                          # our ProgressCallback logs one line instead
+    return trainer, ema
+
+# %% ../../nbs/mateconv/33_pretrain.ipynb #e1f2a3b2
 def _sample(model, tok, n: int, max_new_tokens: int = 40, seed: int = 0) -> list[str]:
     "A few continuations of `<s>` plus a short prompt, sampled from `model` (for the log and the stage report)."
     prompts = ['The', 'Problem:', 'To find'][:n] + ['A'] * max(0, n - 3)
@@ -222,18 +312,39 @@ def _sample(model, tok, n: int, max_new_tokens: int = 40, seed: int = 0) -> list
             out.append(tok.decode(g[0, 1:], skip_special_tokens=True))
     return out
 
+def save_outputs(trainer, ema: EMACallback | None, tok, cfg: PretrainConfig, out: Path, summary: dict) -> dict:
+    "Write `best_model/` (and `ema_model/`), sample from the model, save `config.yaml` and `summary.json` (rank 0)."
+    if not trainer.is_world_process_zero(): return summary
+    model = trainer.model
+    save_pretrained_dir(model, tok, out / 'best_model'); summary['best_model'] = str(out / 'best_model')
+    if ema:
+        ema_model = type(model)(model.config); ema_model.load_state_dict(model.state_dict()); ema.copy_to(ema_model)
+        save_pretrained_dir(ema_model, tok, out / 'ema_model'); summary['ema_model'] = str(out / 'ema_model')
+    if cfg.samples: summary['samples'] = _sample(model.eval(), tok, cfg.samples)
+    cfg.save(out)
+    atomic_write_json(out / 'summary.json', summary)
+    return summary
+
 def demo_bin() -> Path:
     "The demo corpus processed with the demo tokenizer (once; cached in `outputs/mateconv/demo.bin`)."
-    from mlprep.mateconv.process import process_dataset
     path = cache_dir() / 'mateconv' / 'demo.bin'
     process_dataset('demo:text', path)                 # returns at once when the file is complete
     return path
 
+# %% ../../nbs/mateconv/33_pretrain.ipynb #e1f2a3b3
+def open_run(cfg: PretrainConfig, out: Path, total: int) -> TrainRun:
+    "The run folder of `mlprep.runs`: `--resume` must resume, `--resume_from` names the checkpoint, a plain rerun continues."
+    explicit = cfg.resume_from and not cfg.resume_from.endswith('.pth')         # a .pth only gives the starting weights
+    resume = cfg.resume_from if explicit else ('latest' if cfg.resume and not cfg.resume_from else None)
+    return TrainRun(out, run_settings(cfg, free=('samples', 'ddp')), resume=resume, overwrite=cfg.overwrite_output_dir,
+                    total_steps=total, flag='--out_dir', resume_flag='--resume_from' if explicit else '--resume', log=log)
+
+# %% ../../nbs/mateconv/33_pretrain.ipynb #e1f2a3b4
 def train_pretrain(config: PretrainConfig, model=None) -> dict:
     "Pretrain MateConv per `config` (or another causal LM `model`, as the benchmark does); returns a summary."
-    cfg, out = config, Path(config.out_dir)
-    world = int(os.environ.get('WORLD_SIZE', '1'))
-    rank0 = int(os.environ.get('RANK', '0')) == 0
+    cfg, out = sanity_config(config), Path(config.out_dir)
+    check_integrations({'--use_wandb': 'wandb'} if cfg.use_wandb else {})
+    world, rank0 = int(os.environ.get('WORLD_SIZE', '1')), int(os.environ.get('RANK', '0')) == 0
     if cfg.ddp and world == 1: log.warning('ddp=true but WORLD_SIZE is 1: launch with torchrun (or `mlprep launch`); running on one process')
     device = get_device('auto')
     dtype = resolve_dtype(cfg.dtype, device)
@@ -241,94 +352,47 @@ def train_pretrain(config: PretrainConfig, model=None) -> dict:
     if not Path(tok_path).exists(): raise ConfigError(f'tokenizer_path not found: {tok_path}')
     tok = AutoTokenizer.from_pretrained(tok_path)
     mconf = build_model_config(cfg, tok)
-    train_path = demo_bin() if cfg.train_data_path == 'mateconv:demo' else Path(cfg.train_data_path)
-    _, meta = load_bin(train_path, tok)                                 # the .bin was made by this tokenizer
-    val_path = cfg.val_data_path
-    if val_path: load_bin(val_path, tok)
-    elif cfg.val_fraction:
-        split_dir = out / 'data'; split_dir.mkdir(parents=True, exist_ok=True)
-        tr, va = split_dir / 'train.bin', split_dir / 'val.bin'
-        if rank0 and not (tr.exists() and va.exists()): split_bin(train_path, cfg.val_fraction, cfg.seed, tr, va)
-        if world > 1:
-            while not (tr.exists() and va.exists()): time.sleep(0.2)
-        train_path, val_path = tr, va
-    train_ds = TokenWindows(train_path, cfg.max_seq_len, meta['dtype'])
-    val_ds = TokenWindows(val_path, cfg.max_seq_len, meta['dtype'], max_windows=2000) if val_path else None
+    train, val, meta = data_paths(cfg, tok)
+    windows = len(TokenWindows(train, cfg.max_seq_len, meta['dtype'], SANITY_WINDOWS if cfg.sanity_check else None))
+    with open_run(cfg, out, total_steps(cfg, int(windows * (1 - cfg.val_fraction)), world)) as run:
+        train_ds, val_ds = datasets(cfg, out, train, val, meta, world, rank0)
+        checkpoint = run.checkpoint
+        if rank0: trim_metrics(out / 'metrics.jsonl', int(Path(checkpoint).name.split('-')[-1]) if checkpoint else 0)
+        if checkpoint: check_checkpoint(Path(checkpoint), mconf)
+        set_seed(cfg.seed)
+        if model is not None: pass
+        elif cfg.resume_from.endswith('.pth'): model = from_mateconv_checkpoint(cfg.resume_from, mconf).train()
+        else: model = MateConvForCausalLM(mconf)
+        n_params = sum(p.numel() for p in model.parameters())
+        log.info(f'MateConv {n_params / 1e6:.2f}M parameters; {len(train_ds)} training windows of {cfg.max_seq_len} tokens'
+                 + (f', {len(val_ds)} validation windows' if val_ds else ''))
+        args, last = training_args(cfg, out, dtype, device, world, val_ds is not None), run.callbacks
+        if cfg.sanity_check and checkpoint is None:                   # stop after the first checkpoint, then resume from it
+            make_trainer(cfg, model, args, train_ds, val_ds, None, [StopAfter(cfg.eval_interval), *last])[0].train()
+            checkpoint = str(latest_checkpoint(out))
+            log.info(f'sanity check: stopped after step {cfg.eval_interval}; resuming from {Path(checkpoint).name} as a rerun would')
+        trainer, ema = make_trainer(cfg, model, args, train_ds, val_ds, checkpoint, last)
+        t0 = time.perf_counter()
+        result = trainer.train(resume_from_checkpoint=checkpoint)
+        elapsed = time.perf_counter() - t0
+        steps_run = trainer.state.global_step - (int(Path(checkpoint).name.split('-')[-1]) if checkpoint else 0)
+        summary = dict(steps=trainer.state.global_step, train_loss=round(result.training_loss, 4), params=n_params, world_size=world,
+                       dtype=dtype, seconds=round(elapsed, 1), resumed_from=checkpoint,
+                       tokens_per_s=round(steps_run * cfg.batch_size * cfg.accumulation_steps * cfg.max_seq_len * world / max(elapsed, 1e-9), 1))
+        if val_ds is not None:
+            best = trainer.state.best_metric                               # the best model is the one loaded at the end
+            summary['eval_loss'] = round(best if best is not None else trainer.evaluate()['eval_loss'], 4)
+            summary['best_checkpoint'] = trainer.state.best_model_checkpoint
+        return save_outputs(trainer, ema, tok, cfg, out, summary)
 
-    checkpoint = None
-    if cfg.resume_from and not cfg.resume_from.endswith('.pth'):
-        checkpoint = Path(cfg.resume_from)
-        if not checkpoint.exists(): raise ConfigError(f'resume_from={checkpoint} does not exist')
-    elif cfg.resume:
-        checkpoint = last_complete_checkpoint(out)
-        log.info(f'resuming from {checkpoint}' if checkpoint else f'resume: no complete checkpoint in {out} yet, starting fresh')
-    if checkpoint: check_checkpoint(checkpoint, mconf)
-
-    set_seed(cfg.seed)
-    if model is not None: pass
-    elif cfg.resume_from.endswith('.pth'): model = from_mateconv_checkpoint(cfg.resume_from, mconf).train()
-    else: model = MateConvForCausalLM(mconf)
-    n_params = sum(p.numel() for p in model.parameters())
-    log.info(f'MateConv {n_params / 1e6:.2f}M parameters; {len(train_ds)} training windows of {cfg.max_seq_len} tokens'
-             + (f', {len(val_ds)} validation windows' if val_ds else ''))
-
-    report = ['wandb'] if cfg.use_wandb else []
-    if cfg.use_wandb:
-        os.environ.setdefault('WANDB_PROJECT', cfg.wandb_project)
-        if cfg.wandb_run_name: os.environ.setdefault('WANDB_NAME', cfg.wandb_run_name)
-    args = TrainingArguments(
-        output_dir=str(out), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps or -1, per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.accumulation_steps, learning_rate=cfg.learning_rate,
-        weight_decay=0.0 if cfg.optimizer_type == 'adam' else cfg.weight_decay, optim='adamw_torch',
-        lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_steps, max_grad_norm=cfg.grad_clip or None,
-        bf16=dtype == 'bfloat16', fp16=dtype == 'float16', use_cpu=device.type == 'cpu',
-        logging_steps=cfg.log_interval, logging_first_step=True,
-        eval_strategy='steps' if val_ds else 'no', eval_steps=cfg.eval_interval, save_strategy='steps', save_steps=cfg.eval_interval,
-        save_total_limit=cfg.save_total_limit, load_best_model_at_end=val_ds is not None, metric_for_best_model='eval_loss',
-        greater_is_better=False, report_to=report, seed=cfg.seed, data_seed=cfg.seed, dataloader_num_workers=cfg.num_workers,
-        ddp_backend=('nccl' if device.type == 'cuda' else 'gloo') if world > 1 else None, remove_unused_columns=False,
-        disable_tqdm=os.environ.get('MLPREP_PROGRESS', '1') == '0')
-    tokens_per_step = cfg.batch_size * cfg.accumulation_steps * cfg.max_seq_len * world
-    callbacks = []
-    ema = EMACallback(cfg.ema_decay) if cfg.use_ema else None
-    if ema:
-        callbacks.append(ema)
-        if checkpoint: ema.load(checkpoint)
-    if cfg.early_stopping: callbacks.append(EarlyStoppingCallback(cfg.patience))
-    callbacks.append(ProgressCallback(out / 'metrics.jsonl', tokens_per_step))   # last: COMPLETE after ema.pt is written
-    trainer_cls = SequentialTrainer if cfg.sampling == 'sequential' else Trainer
-    trainer = trainer_cls(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds, callbacks=callbacks)
-    trainer.remove_callback(PrinterCallback)                          # our ProgressCallback logs one line instead
-    t0 = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    elapsed = time.perf_counter() - t0
-
-    summary = dict(steps=trainer.state.global_step, train_loss=round(result.training_loss, 4), params=n_params, world_size=world,
-                   dtype=dtype, seconds=round(elapsed, 1), resumed_from=str(checkpoint) if checkpoint else None)
-    steps_run = trainer.state.global_step - (int(checkpoint.name.split('-')[-1]) if checkpoint else 0)
-    summary['tokens_per_s'] = round(steps_run * tokens_per_step / max(elapsed, 1e-9), 1)
-    if val_ds is not None:
-        best = trainer.state.best_metric                                   # the best model is the one loaded at the end
-        summary['eval_loss'] = round(best if best is not None else trainer.evaluate()['eval_loss'], 4)
-        summary['best_checkpoint'] = trainer.state.best_model_checkpoint
-    if trainer.is_world_process_zero():
-        model = trainer.model
-        save_pretrained_dir(model, tok, out / 'best_model')
-        summary['best_model'] = str(out / 'best_model')
-        if ema:
-            ema_model = type(model)(model.config); ema_model.load_state_dict(model.state_dict()); ema.copy_to(ema_model)
-            save_pretrained_dir(ema_model, tok, out / 'ema_model'); summary['ema_model'] = str(out / 'ema_model')
-        if cfg.samples: summary['samples'] = _sample(model.eval(), tok, cfg.samples)
-        cfg.save(out)
-        atomic_write_json(out / 'summary.json', summary)
-    return summary
-
+# %% ../../nbs/mateconv/33_pretrain.ipynb #e1f2a3b5
 def demo_step(out: Path, progress: bool = True) -> dict:
     "The pretraining step of `mlprep demo`: a tiny MateConv, 150 steps on the demo corpus (~25 s on CPU)."
     out = Path(out) / 'pretrain'
     s = train_pretrain(PretrainConfig(train_data_path='mateconv:demo', val_fraction=0.05, out_dir=str(out), dim=64, n_layers=2,
                                       n_heads=4, n_kv_heads=2, max_seq_len=64, batch_size=16, learning_rate=3e-3, max_steps=150,
-                                      warmup_steps=15, eval_interval=75, log_interval=25, save_total_limit=1, samples=2))
+                                      warmup_steps=15, eval_interval=75, log_interval=25, save_total_limit=1, samples=2,
+                                      overwrite_output_dir=True))
     print(f"MateConv pretraining: validation loss {s['eval_loss']} after {s['steps']} steps; sample: {s['samples'][0]!r}")
     return {'pretrained MateConv': out / 'best_model', 'pretraining metrics': out / 'metrics.jsonl', 'pretraining summary': out / 'summary.json'}
 

@@ -17,8 +17,9 @@ from ..data.resolve import resolve_dataset
 from .tokenizer import resolve_tokenizer, tokenizer_hash
 
 # %% auto #0
-__all__ = ['log', 'HIST_BIN', 'HIST_N', 'check_record', 'validate_and_clean_jsonl', 'bin_dtype', 'meta_path', 'process_dataset',
-           'load_bin', 'doc_starts', 'split_bin', 'save_statistics', 'ProcessConfig', 'run_process', 'DataProcessor']
+__all__ = ['log', 'HIST_BIN', 'HIST_N', 'check_record', 'validate_and_clean_jsonl', 'bin_dtype', 'meta_path', 'cap_length',
+           'encode_docs', 'process_dataset', 'load_bin', 'doc_starts', 'split_bin', 'save_statistics', 'ProcessConfig',
+           'run_process', 'DataProcessor']
 
 # %% ../../nbs/mateconv/32_process.ipynb #a57f5008
 log = get_logger('mateconv')
@@ -84,6 +85,53 @@ def _read_chunk(f, n: int, field: str, source, first_line: int, bad: BadRows):
         else: texts.append(t)
     return texts, read
 
+# %% ../../nbs/mateconv/32_process.ipynb #7248f5c0
+def cap_length(texts: list[str], max_length: int, long_docs: Literal['skip', 'truncate'] = 'skip') -> tuple[list[str], int]:
+    "The texts with those over `max_length` characters skipped or truncated (0: no limit), and how many were."
+    if not max_length: return texts, 0
+    n = sum(len(t) > max_length for t in texts)
+    return ([t for t in texts if len(t) <= max_length] if long_docs == 'skip' else [t[:max_length] for t in texts]), n
+
+def encode_docs(texts: list[str], backend, dtype: np.dtype, bos: int, eos: int) -> tuple[np.ndarray, np.ndarray]:
+    "`<s>` ids `</s>` of every text as one flat array of `dtype`, and the length of each document."
+    ids = _encode(texts, backend)
+    lens = np.fromiter((len(x) + 2 for x in ids), dtype=np.int64, count=len(ids))
+    flat = np.empty(int(lens.sum()), dtype=dtype)
+    ends = np.cumsum(lens); starts = ends - lens
+    body = np.ones(len(flat), dtype=bool); body[starts] = False; body[ends - 1] = False
+    flat[body] = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(body.sum()))
+    flat[starts] = bos; flat[ends - 1] = eos
+    return flat, lens
+
+# %% ../../nbs/mateconv/32_process.ipynb #7248f5c2
+def _start_state(output_path: Path, settings: dict, resume: bool) -> dict:
+    "Where a run starts: the state of an interrupted run with the same settings, `{'complete': meta}` for a finished one, or zero."
+    state_p, part_p = _state_path(output_path), _partial_path(output_path)
+    state = dict(settings=settings, offset=0, line=0, bytes=0, docs=0, tokens=0, skipped=0, truncated=0, chars=0,
+                 hist=[0] * HIST_N, bad={})
+    if resume and state_p.exists() and part_p.exists():
+        old = json.loads(state_p.read_text())
+        if old['settings'] == settings:
+            log.info(f'resuming {output_path} at line {old["line"]} ({old["docs"]} documents, {old["tokens"]} tokens done)')
+            return old
+        log.warning(f'{state_p} is from other settings; starting over')
+    elif output_path.exists() and resume and meta_path(output_path).exists():
+        meta = json.loads(meta_path(output_path).read_text())
+        if {k: meta.get(k) for k in settings} == settings: return dict(complete=meta)
+    return state
+
+def _finish(output_path: Path, settings: dict, state: dict, bad: BadRows, tok, tok_path) -> dict:
+    "Write the metadata, then move the `.partial` into place: the `.bin` appears only complete."
+    meta = dict(settings, docs=state['docs'], tokens=state['tokens'], chars=state['chars'], skipped_long=state['skipped'],
+                truncated=state['truncated'], bad=dict(bad.counts), length_hist=state['hist'], hist_bin=HIST_BIN,
+                vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, tokenizer_path=str(tok_path))
+    atomic_write_json(meta_path(output_path), meta)
+    os.replace(_partial_path(output_path), output_path)
+    _state_path(output_path).unlink(missing_ok=True)
+    log.info(f'{output_path}: {meta["docs"]} documents, {meta["tokens"]} tokens ({settings["dtype"]}); '
+             f'{meta["skipped_long"]} longer than {settings["max_length"]} chars skipped; {bad.summary()}')
+    return meta
+
 # %% ../../nbs/mateconv/32_process.ipynb #7248f5b5
 def process_dataset(input_path: str | Path, output_path: str | Path, tokenizer: str | Path = 'mateconv:demo',
                     max_length: int = 512, long_docs: Literal['skip', 'truncate'] = 'skip', chunk_size: int = 50000,
@@ -96,76 +144,41 @@ def process_dataset(input_path: str | Path, output_path: str | Path, tokenizer: 
     tok = AutoTokenizer.from_pretrained(tok_path)
     bos, eos = tok.bos_token_id, tok.eos_token_id
     if bos is None or eos is None: raise ValueError(f'tokenizer {tok_path} has no bos/eos token (MateConv needs <s> and </s>)')
-    dtype, thash = bin_dtype(len(tok)), tokenizer_hash(tok)
-    settings = dict(input=str(input_path), input_size=input_path.stat().st_size, tokenizer_hash=thash, max_length=max_length,
+    dtype = bin_dtype(len(tok))
+    settings = dict(input=str(input_path), input_size=input_path.stat().st_size, tokenizer_hash=tokenizer_hash(tok), max_length=max_length,
                     long_docs=long_docs, field=field, dtype=dtype.name)
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    state_p, part_p = _state_path(output_path), _partial_path(output_path)
-    state = dict(settings=settings, offset=0, line=0, bytes=0, docs=0, tokens=0, skipped=0, truncated=0, chars=0,
-                 hist=[0] * HIST_N, bad={})
-    if resume and state_p.exists() and part_p.exists():
-        old = json.loads(state_p.read_text())
-        if old['settings'] == settings:
-            state = old
-            log.info(f'resuming {output_path} at line {state["line"]} ({state["docs"]} documents, {state["tokens"]} tokens done)')
-        else: log.warning(f'{state_p} is from other settings; starting over')
-    elif output_path.exists() and resume and meta_path(output_path).exists():
-        meta = json.loads(meta_path(output_path).read_text())
-        if {k: meta.get(k) for k in settings} == settings:
-            log.info(f'{output_path} is already complete'); return meta
-    with open(part_p, 'ab') as out: out.truncate(state['bytes'])        # drop what came after the last recorded chunk
+    state = _start_state(output_path, settings, resume)
+    if 'complete' in state: log.info(f'{output_path} is already complete'); return state['complete']
+    with open(_partial_path(output_path), 'ab') as out: out.truncate(state['bytes'])   # drop what came after the last recorded chunk
     bad = BadRows(log=log); bad.counts.update(state['bad'])
-    backend = tok.backend_tokenizer
     env_before = os.environ.get('TOKENIZERS_PARALLELISM')
     if num_proc > 1:                                          # the Rust tokenizer's own threads (rayon)
-        os.environ.setdefault('RAYON_NUM_THREADS', str(num_proc))
-        os.environ['TOKENIZERS_PARALLELISM'] = 'true'
+        os.environ.setdefault('RAYON_NUM_THREADS', str(num_proc)); os.environ['TOKENIZERS_PARALLELISM'] = 'true'
     bar = progress(total=settings['input_size'], unit='B', unit_scale=True, desc='tokenizing', initial=state['offset'])
-    chunks = 0
     try:
-        with open(input_path, 'rb') as f, open(part_p, 'ab') as out:
+        with open(input_path, 'rb') as f, open(_partial_path(output_path), 'ab') as out:
             f.seek(state['offset'])
-            while True:
+            for chunks in itertools.count(1):
                 texts, read = _read_chunk(f, chunk_size, field, input_path, state['line'] + 1, bad)
                 if not read: break
-                if max_length:
-                    if long_docs == 'skip':
-                        keep = [t for t in texts if len(t) <= max_length]
-                        state['skipped'] += len(texts) - len(keep); texts = keep
-                    else:
-                        state['truncated'] += sum(len(t) > max_length for t in texts)
-                        texts = [t[:max_length] for t in texts]
-                ids = _encode(texts, backend)
-                lens = np.fromiter((len(x) + 2 for x in ids), dtype=np.int64, count=len(ids))
-                flat = np.empty(int(lens.sum()), dtype=dtype)                 # [<s> ids </s>] per document
-                ends = np.cumsum(lens); starts = ends - lens
-                body = np.ones(len(flat), dtype=bool); body[starts] = False; body[ends - 1] = False
-                flat[body] = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(body.sum()))
-                flat[starts] = bos; flat[ends - 1] = eos
+                texts, n_long = cap_length(texts, max_length, long_docs)
+                flat, lens = encode_docs(texts, tok.backend_tokenizer, dtype, bos, eos)
                 out.write(flat.tobytes()); out.flush(); os.fsync(out.fileno())
                 h = np.bincount(np.minimum(lens // HIST_BIN, HIST_N - 1), minlength=HIST_N)
-                state.update(offset=f.tell(), line=state['line'] + read, bytes=state['bytes'] + flat.nbytes,
-                             docs=state['docs'] + len(ids), tokens=state['tokens'] + int(lens.sum()),
-                             chars=state['chars'] + sum(map(len, texts)), hist=[a + int(b) for a, b in zip(state['hist'], h)],
-                             bad=dict(bad.counts))
-                atomic_write_json(state_p, state)                          # the commit point of this chunk
+                state['skipped' if long_docs == 'skip' else 'truncated'] += n_long
+                state.update(offset=f.tell(), line=state['line'] + read, bytes=state['bytes'] + flat.nbytes, docs=state['docs'] + len(lens),
+                             tokens=state['tokens'] + int(lens.sum()), chars=state['chars'] + sum(map(len, texts)),
+                             hist=[a + int(b) for a, b in zip(state['hist'], h)], bad=dict(bad.counts))
+                atomic_write_json(_state_path(output_path), state)          # the commit point of this chunk
                 bar.update(f.tell() - bar.n)
-                chunks += 1
                 if _stop_after_chunks and chunks >= _stop_after_chunks: return dict(state, stopped=True)
     finally:
         bar.close()
         if num_proc > 1:
             if env_before is None: os.environ.pop('TOKENIZERS_PARALLELISM', None)
             else: os.environ['TOKENIZERS_PARALLELISM'] = env_before
-    meta = dict(settings, docs=state['docs'], tokens=state['tokens'], chars=state['chars'], skipped_long=state['skipped'],
-                truncated=state['truncated'], bad=dict(bad.counts), length_hist=state['hist'], hist_bin=HIST_BIN,
-                vocab_size=len(tok), bos_token_id=bos, eos_token_id=eos, tokenizer_path=str(tok_path))
-    atomic_write_json(meta_path(output_path), meta)
-    os.replace(part_p, output_path)
-    state_p.unlink(missing_ok=True)
-    log.info(f'{output_path}: {meta["docs"]} documents, {meta["tokens"]} tokens ({dtype.name}); '
-             f'{meta["skipped_long"]} longer than {max_length} chars skipped; {bad.summary()}')
-    return meta
+    return _finish(output_path, settings, state, bad, tok, tok_path)
 
 # %% ../../nbs/mateconv/32_process.ipynb #ae7e4fca
 def load_bin(path: str | Path, tokenizer=None) -> tuple[np.memmap, dict]:
@@ -241,14 +254,14 @@ def save_statistics(path: str | Path, meta: dict | str | Path) -> dict:
 class ProcessConfig(Config):
     "Tokenize a JSONL corpus into MateConv's flat token `.bin` (the guide's `OptimizedDataProcessor`)."
     input: str = param('demo:text', help='JSONL corpus, one {"text": ...} per line (demo:text is the demo corpus)')
-    output: str = param('pretrain_data.bin', help='the token file to write (metadata goes to OUTPUT.meta.json)')
+    output: str = param('dataset/pretrain_data.bin', help="the token file to write (metadata goes to OUTPUT.meta.json); the guide's path, which `mlprep pretrain` reads by default")
     tokenizer_path: str = param('mateconv:demo', help='a transformers tokenizer folder (mateconv:demo: trained on the demo corpus)')
     max_length: int = param(512, help='documents longer than this many characters are skipped or truncated (0: no limit)')
     long_docs: Literal['skip', 'truncate'] = param('skip', help='skip (as the original) or truncate documents over max_length')
     chunk_size: int = param(50000, help='lines per chunk: the memory bound and the resume granularity')
     resume: bool = param(True, help='continue an interrupted run (same input, tokenizer and settings)')
     num_proc: int = param(1, help='tokenizer threads (the Rust tokenizer batch-encodes in parallel)')
-    val_fraction: float = param(0.0, help='share of documents split off into OUTPUT_val.bin (0: no split)')
+    val_fraction: float = param(0.01, help='share of documents split off into OUTPUT_val.bin, the rest into OUTPUT_train.bin (0: no split); `mlprep pretrain` given OUTPUT validates on it')
     seed: int = param(0, help='seed of the train/val split')
     clean_output: str = param('', help='also write the cleaned JSONL here (validate_and_clean_jsonl)')
     stats: bool = param(True, help='write OUTPUT_stats.json and .png')

@@ -5,6 +5,7 @@
 # %% ../../nbs/pref/21_dpo.ipynb #0bc42cfc
 from __future__ import annotations
 import logging, os, time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -14,28 +15,67 @@ from transformers import AutoConfig
 
 from ..core import BadRows, atomic_write_json, get_device, get_logger, set_seed
 from ..config import Config, ConfigError, param
+from ..runs import LogToFile, TrainRun, check_integrations, file_log, run_settings
 from ..data.adapters import hh_messages, load_records, to_dataset
-from ..data.models import check_quantization, load_model, load_tokenizer, max_positions, save_pretrained_dir
+from ..data.models import check_quantization, load_model, load_tokenizer, max_positions, resolve_model_path, save_pretrained_dir
 from ..data.resolve import resolve_dataset, resolve_model
 from .losses import dpo_loss, dpo_metrics
 
 # %% auto #0
-__all__ = ['DPOConfig', 'pair_messages', 'load_pairs', 'split_pairs', 'check_positions', 'load_run', 'sequence_logps',
-           'PrefDPOTrainer', 'quiet_printer', 'latest_checkpoint', 'resolve_resume', 'trl_args', 'train_dpo',
-           'score_pairs', 'pair_rewards', 'demo_step']
+__all__ = ['PrefOptConfig', 'DPOConfig', 'pair_messages', 'load_pairs', 'split_pairs', 'check_positions', 'load_run',
+           'sequence_logps', 'PrefDPOTrainer', 'quiet_printer', 'trl_args', 'integrations', 'training_run',
+           'final_eval', 'train_dpo', 'pair_ids', 'score_pairs', 'pair_rewards', 'demo_step']
+
+# %% ../../nbs/pref/21_dpo.ipynb #c1f4ec90
+@dataclass(kw_only=True)
+class PrefOptConfig(Config):
+    "The flags shared by the preference-optimization jobs (`DPOConfig`, `PrefDPOConfig`); each job sets the defaults left open."
+    model_name: str = param('tiny:target', help="policy to train: hub name, local folder, checkpoint-N/ (new run from its weights), or tiny:theta / tiny:target")
+    load_in_8bit: bool = param(False, help='load the model in 8 bit (bitsandbytes, CUDA only)')
+    beta: float = param(help='DPO β: strength of the KL constraint to the reference')
+    loss_type: Literal['sigmoid', 'ipo', 'hinge', 'reference_free'] = param('sigmoid', help='sigmoid (DPO; cDPO with label_smoothing), ipo, hinge, reference_free')
+    learning_rate: float = param(help='learning rate')
+    batch_size: int = param(4, help='pairs per device per step')
+    gradient_accumulation_steps: int = param(help='micro-batches per optimizer step')
+    max_steps: int = param(help='optimizer steps')
+    warmup_steps: int = param(help='linear learning-rate warmup steps')
+    eval_steps: int = param(help='evaluate on the held-out pairs every N steps')
+    save_steps: int = param(help='save checkpoint-N/ every N steps')
+    logging_steps: int = param(help='log the train/ metrics every N steps')
+    max_length: int = param(help='maximum prompt + response tokens')
+    max_prompt_length: int = param(help='pairs whose prompt is longer are skipped and counted')
+    dataset: str = param('demo:hh_rlhf', help='pair data: local JSONL/JSON/parquet file or folder, hub name, or demo:NAME')
+    dataset_adapter: str = param('hh_rlhf', help='adapter that reads it: hh_rlhf, pairs, generic')
+    eval_fraction: float = param(help='share of the pairs held out for eval/ metrics (the last ones)')
+    sanity_check: bool = param(False, help='quick test: only 100 pairs and at most 50 steps (the guide\'s local test)')
+    lora_r: int = param(16, help='LoRA rank')
+    lora_alpha: int = param(32, help='LoRA scaling α')
+    lora_dropout: float = param(0.1, help='LoRA dropout')
+    resume_from_checkpoint: str = param('', help="resume a run exactly from this checkpoint-N/ folder, or 'latest' in output_dir")
+    overwrite_output_dir: bool = param(False, help='start over: delete the checkpoints in output_dir (by default a rerun resumes from the newest complete one)')
+    output_dir: str = param(help='where the run writes')
+    num_workers: int = param(help='data loader workers')
+    use_wandb: bool = param(False, help='also log to Weights & Biases (WANDB_API_KEY from the environment)')
+    device: str = param('auto', help='auto, cpu, cuda, mps')
+    seed: int = param(42, help='random seed')
+
+    def check(self):
+        for k in ('beta', 'learning_rate'):
+            if getattr(self, k) <= 0: raise ConfigError(f'{k} must be > 0, got {getattr(self, k)}')
+        for k in ('batch_size', 'gradient_accumulation_steps', 'eval_steps', 'save_steps', 'logging_steps', 'max_length', 'max_prompt_length', 'lora_r'):
+            if getattr(self, k) < 1: raise ConfigError(f'{k} must be >= 1, got {getattr(self, k)}')
+        if self.max_prompt_length >= self.max_length: raise ConfigError(f'max_prompt_length ({self.max_prompt_length}) must be < max_length ({self.max_length})')
+        if not 0 < self.eval_fraction < 1: raise ConfigError(f'eval_fraction must be in (0, 1), got {self.eval_fraction}')
+        if self.load_in_8bit:
+            try: check_quantization('8bit')
+            except Exception as e: raise ConfigError(f'--load_in_8bit: {e}') from None
 
 # %% ../../nbs/pref/21_dpo.ipynb #c1f4ec94
 @dataclass
-class DPOConfig(Config):
+class DPOConfig(PrefOptConfig):
     "Direct Preference Optimization (the DPO guide's `main.py` flags)."
-    model_name: str = param('tiny:target', help="policy to train: hub name, local folder, checkpoint-N/ (new run from its weights), or tiny:theta / tiny:target")
-    load_in_8bit: bool = param(False, help='load the model in 8 bit (bitsandbytes, CUDA only)')
     beta: float = param(0.1, help='DPO β: strength of the KL constraint to the reference (paper: 0.1-0.5)')
-    loss_type: Literal['sigmoid', 'ipo', 'hinge', 'reference_free'] = param('sigmoid', help='sigmoid (DPO; cDPO with label_smoothing), ipo, hinge, reference_free')
-    label_smoothing: float = param(0.0, help="cDPO's ε: assumed share of flipped labels (sigmoid only)")
     learning_rate: float = param(1e-6, help='learning rate (RMSprop, as in the DPO paper)')
-    optimizer: Literal['rmsprop', 'adamw_torch'] = param('rmsprop', help='optimizer')
-    batch_size: int = param(4, help='pairs per device per step')
     gradient_accumulation_steps: int = param(1, help='micro-batches per optimizer step')
     max_steps: int = param(1000, help='optimizer steps')
     warmup_steps: int = param(150, help='linear learning-rate warmup steps')
@@ -44,34 +84,19 @@ class DPOConfig(Config):
     logging_steps: int = param(10, help='log the train/ metrics every N steps')
     max_length: int = param(512, help='maximum prompt + response tokens (longer sequences are truncated)')
     max_prompt_length: int = param(256, help='pairs whose prompt is longer are skipped and counted')
-    dataset: str = param('demo:hh_rlhf', help='pair data: local JSONL/JSON/parquet file or folder, hub name, or demo:NAME')
-    dataset_adapter: str = param('hh_rlhf', help='adapter that reads it: hh_rlhf, pairs, generic')
     eval_fraction: float = param(0.1, help='share of the pairs held out for eval/ metrics (the last ones)')
-    sanity_check: bool = param(False, help='quick test: only 100 pairs and at most 50 steps (the guide\'s local test)')
-    lora: bool = param(False, help='train a LoRA adapter (peft); the reference is the model with the adapter disabled')
-    lora_r: int = param(16, help='LoRA rank')
-    lora_alpha: int = param(32, help='LoRA scaling α')
-    lora_dropout: float = param(0.1, help='LoRA dropout')
-    precompute_ref_log_probs: bool = param(False, help='compute the reference log-probs once before training (no reference model in memory)')
-    resume_from_checkpoint: str = param('', help="resume a run exactly from this checkpoint-N/ folder, or 'latest' in output_dir")
     output_dir: str = param('./outputs', help='where checkpoints, final_model/, training.log and TensorBoard events go')
     num_workers: int = param(4, help='data loader workers (use 0 on macOS)')
-    use_wandb: bool = param(False, help='also log to Weights & Biases (WANDB_API_KEY from the environment)')
-    device: str = param('auto', help='auto, cpu, cuda, mps')
-    seed: int = param(42, help='random seed')
+    label_smoothing: float = param(0.0, help="cDPO's ε: assumed share of flipped labels (sigmoid only)")
+    optimizer: Literal['rmsprop', 'adamw_torch'] = param('rmsprop', help='optimizer')
+    lora: bool = param(False, help='train a LoRA adapter (peft); the reference is the model with the adapter disabled')
+    precompute_ref_log_probs: bool = param(False, help='compute the reference log-probs once before training (no reference model in memory)')
 
     def check(self):
-        if self.beta <= 0: raise ConfigError(f'beta must be > 0, got {self.beta}')
+        super().check()
+        if self.max_steps < 1: raise ConfigError(f'max_steps must be >= 1, got {self.max_steps}')
         if not 0 <= self.label_smoothing < 0.5: raise ConfigError(f'label_smoothing must be in [0, 0.5), got {self.label_smoothing}')
         if self.label_smoothing and self.loss_type != 'sigmoid': raise ConfigError(f"label_smoothing works with loss_type 'sigmoid' only, not '{self.loss_type}'")
-        for k in ('batch_size', 'gradient_accumulation_steps', 'max_steps', 'eval_steps', 'save_steps', 'logging_steps', 'max_length', 'max_prompt_length', 'lora_r'):
-            if getattr(self, k) < 1: raise ConfigError(f'{k} must be >= 1, got {getattr(self, k)}')
-        if self.max_prompt_length >= self.max_length: raise ConfigError(f'max_prompt_length ({self.max_prompt_length}) must be < max_length ({self.max_length})')
-        if not 0 < self.eval_fraction < 1: raise ConfigError(f'eval_fraction must be in (0, 1), got {self.eval_fraction}')
-        if self.learning_rate <= 0: raise ConfigError(f'learning_rate must be > 0, got {self.learning_rate}')
-        if self.load_in_8bit:
-            try: check_quantization('8bit')
-            except Exception as e: raise ConfigError(f'--load_in_8bit: {e}') from None
 
 # %% ../../nbs/pref/21_dpo.ipynb #15168a99
 def pair_messages(rec: dict) -> dict:
@@ -173,61 +198,60 @@ class PrefDPOTrainer(DPOTrainer):
         return (loss, None) if return_outputs else loss
 
 # %% ../../nbs/pref/21_dpo.ipynb #ed86137a
-class _LogToFile:
-    "A `TrainerCallback` that writes every log line (train/ and eval/ metrics) to the job's logger."
-    def __init__(self, log): self.log = log
-    def __getattr__(self, name): return lambda *a, **k: None
-    def on_log(self, args, state, control, logs=None, **kw):
-        if logs: self.log.info(f'step {state.global_step}: ' + ', '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in logs.items()))
-
-def _file_log(name: str, path: Path) -> tuple[logging.Logger, logging.Handler]:
-    log = get_logger(name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    h = logging.FileHandler(path); h.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(name)s: %(message)s'))
-    logging.getLogger('mlprep').addHandler(h)
-    return log, h
-
 def quiet_printer(trainer):
     "Drop the Trainer's print-every-log callback (without progress bars): the job's logger already writes each log line."
     from transformers.trainer_callback import PrinterCallback
     trainer.remove_callback(PrinterCallback)
 
-def latest_checkpoint(out: Path) -> str | None:
-    "The newest complete `checkpoint-N/` of `out` (one with its trainer_state.json), or None."
-    cps = [p for p in Path(out).glob('checkpoint-*') if p.name.split('-')[-1].isdigit() and (p/'trainer_state.json').exists()]
-    return str(max(cps, key=lambda p: int(p.name.split('-')[-1]))) if cps else None
-
-def resolve_resume(resume: str, out: Path) -> str | None:
-    "The checkpoint to resume from: None for '', the newest one for 'latest', else the given folder (checked)."
-    if not resume: return None
-    path = latest_checkpoint(out) if resume == 'latest' else resume
-    if path is None: raise ConfigError(f"resume_from_checkpoint='latest' but {out} has no complete checkpoint-N/")
-    if not (Path(path)/'trainer_state.json').exists(): raise ConfigError(f'resume_from_checkpoint: {path} is not a checkpoint-N/ folder (no trainer_state.json)')
-    return str(path)
-
-def trl_args(cfg, out: Path, device, **overrides) -> TRLDPOConfig:
-    "TRL's `DPOConfig` from ours (either job's): CPU-safe precision, our steps and schedule, TensorBoard (and wandb)."
+# %% ../../nbs/pref/21_dpo.ipynb #ed86137d
+def trl_args(cfg: PrefOptConfig, out: Path, device, **overrides) -> TRLDPOConfig:
+    "TRL's `DPOConfig` from the shared flags of `cfg`, plus a job's `overrides`."
     cuda = device.type == 'cuda'
     kw = dict(output_dir=str(out), per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
               gradient_accumulation_steps=cfg.gradient_accumulation_steps, learning_rate=cfg.learning_rate, max_steps=cfg.max_steps,
               warmup_steps=cfg.warmup_steps, lr_scheduler_type='constant_with_warmup', logging_steps=cfg.logging_steps,
               eval_strategy='steps', eval_steps=cfg.eval_steps, save_strategy='steps', save_steps=cfg.save_steps,
-              beta=cfg.beta, label_smoothing=getattr(cfg, 'label_smoothing', 0.0), max_length=cfg.max_length, seed=cfg.seed,
-              data_seed=cfg.seed, dataloader_num_workers=cfg.num_workers, use_cpu=device.type == 'cpu',
-              bf16=cuda and torch.cuda.is_bf16_supported(), fp16=False, optim=getattr(cfg, 'optimizer', 'adamw_torch'),
+              beta=cfg.beta, max_length=cfg.max_length, seed=cfg.seed, data_seed=cfg.seed, dataloader_num_workers=cfg.num_workers,
+              use_cpu=device.type == 'cpu', bf16=cuda and torch.cuda.is_bf16_supported(), fp16=False, optim='adamw_torch',
               report_to=['tensorboard'] + (['wandb'] if cfg.use_wandb else []), disable_tqdm=os.environ.get('MLPREP_PROGRESS', '1') == '0',
-              precompute_ref_log_probs=getattr(cfg, 'precompute_ref_log_probs', False), remove_unused_columns=False)
+              remove_unused_columns=False)
     return TRLDPOConfig(**{**kw, **overrides})
 
+# %% ../../nbs/pref/21_dpo.ipynb #ed861380
+def integrations(cfg: PrefOptConfig, command: str, **more: str) -> dict[str, str]:
+    "The optional packages a run of `cfg` needs, as `{flag: module}` for `check_integrations` (plus a job's `more`)."
+    uses = {f'mlprep {command}': 'tensorboard'}
+    if cfg.use_wandb: uses['--use_wandb'] = 'wandb'
+    if cfg.load_in_8bit: uses['--load_in_8bit'] = 'bitsandbytes'
+    return {**uses, **more}
+
+@contextmanager
+def training_run(cfg: PrefOptConfig, name: str, uses: dict[str, str], total_steps: int | None = None):
+    "Check `uses` and the model name, hold the output folder as one `TrainRun`, log to its `training.log`: yields (run, log)."
+    check_integrations(uses)
+    resolve_model_path(resolve_model(cfg.model_name))    # a hub name that is neither cached nor reachable: one line, nothing written
+    if os.environ.get('MLPREP_PROGRESS', '1') == '0':
+        import datasets; datasets.disable_progress_bars()
+    with TrainRun(cfg.output_dir, run_settings(cfg), resume=cfg.resume_from_checkpoint, overwrite=cfg.overwrite_output_dir,
+                  total_steps=total_steps, log=get_logger(name)) as run:
+        log, handler = file_log(name, run.out/'training.log')
+        try: yield run, log
+        finally: logging.getLogger('mlprep').removeHandler(handler); handler.close()
+
+# %% ../../nbs/pref/21_dpo.ipynb #ed861383
+def final_eval(trainer) -> dict[str, float]:
+    "The eval/ metrics at the trainer's last step (`eval_` prefix dropped): the last evaluation, or a new one."
+    evals = [h for h in trainer.state.log_history if 'eval_loss' in h]
+    final = evals[-1] if evals and evals[-1]['step'] == trainer.state.global_step else trainer.evaluate()
+    return {k.removeprefix('eval_'): v for k, v in final.items()}
+
+# %% ../../nbs/pref/21_dpo.ipynb #ed861386
 def train_dpo(cfg: DPOConfig) -> dict:
     "Train with DPO as `cfg` says; return a summary (paths, steps, final train/ and eval/ metrics, bad pairs)."
     cfg.validate()                                   # a config built directly (not from_dict/from_cli) is checked too
-    out = Path(cfg.output_dir)
-    resume = resolve_resume(cfg.resume_from_checkpoint, out)
-    log, handler = _file_log('dpo', out/'training.log')
-    if os.environ.get('MLPREP_PROGRESS', '1') == '0':
-        import datasets; datasets.disable_progress_bars()
-    try:
+    steps = min(cfg.max_steps, 50) if cfg.sanity_check else cfg.max_steps
+    with training_run(cfg, 'dpo', integrations(cfg, 'dpo'), steps) as (run, log):
+        out = run.out
         device, tok, train_ds, eval_ds, bad, model = load_run(cfg, log)
         log.info(f'{len(train_ds)} train / {len(eval_ds)} eval pairs from {cfg.dataset}' + (f'; skipped {bad.summary()}' if bad.total else ''))
         peft_config, ref_model = None, None
@@ -238,34 +262,31 @@ def train_dpo(cfg: DPOConfig) -> dict:
         elif not cfg.precompute_ref_log_probs:
             ref_model = load_model(resolve_model(cfg.model_name), dtype=model.dtype, device=device,
                                    quantization='8bit' if cfg.load_in_8bit else None)
-        steps = min(cfg.max_steps, 50) if cfg.sanity_check else cfg.max_steps
-        args = trl_args(cfg, out, device, max_steps=steps, eval_steps=min(cfg.eval_steps, steps), save_steps=min(cfg.save_steps, steps))
+        args = trl_args(cfg, out, device, max_steps=steps, eval_steps=min(cfg.eval_steps, steps), save_steps=min(cfg.save_steps, steps),
+                        optim=cfg.optimizer, label_smoothing=cfg.label_smoothing, precompute_ref_log_probs=cfg.precompute_ref_log_probs)
         trainer = PrefDPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                                 processing_class=tok, peft_config=peft_config, loss_type=cfg.loss_type, callbacks=[_LogToFile(log)])
+                                 processing_class=tok, peft_config=peft_config, loss_type=cfg.loss_type, callbacks=[LogToFile(log), *run.callbacks])
         quiet_printer(trainer)
         cfg.save(out)
         t0 = time.time()
-        log.info(f'DPO: {steps} steps, β={cfg.beta}, loss {cfg.loss_type}, lr {cfg.learning_rate} ({cfg.optimizer})' + (f', resuming from {resume}' if resume else ''))
-        trainer.train(resume_from_checkpoint=resume)
-        evals = [h for h in trainer.state.log_history if 'eval_loss' in h]
-        final = evals[-1] if evals and evals[-1]['step'] == trainer.state.global_step else trainer.evaluate()
-        model = trainer.model
-        if cfg.lora: model = model.merge_and_unload()
+        log.info(f'DPO: {steps} steps, β={cfg.beta}, loss {cfg.loss_type}, lr {cfg.learning_rate} ({cfg.optimizer})'
+                 + (f', resuming from {run.checkpoint}' if run.checkpoint else ''))
+        trainer.train(resume_from_checkpoint=run.checkpoint)
+        final = final_eval(trainer)
+        model = trainer.model.merge_and_unload() if cfg.lora else trainer.model
         final_dir = save_pretrained_dir(model, tok, out/'final_model')
-        history = [h for h in trainer.state.log_history]
+        history = trainer.state.log_history
         summary = dict(output_dir=str(out), final_model=final_dir, steps=trainer.state.global_step, seconds=round(time.time() - t0, 1),
                        train_pairs=len(train_ds), eval_pairs=len(eval_ds), bad_pairs=bad.to_dict(),
-                       train={k: v for h in history if 'loss' in h and 'eval_loss' not in h for k, v in h.items()},
-                       eval={k.removeprefix('eval_'): v for k, v in final.items()})
+                       train={k: v for h in history if 'loss' in h and 'eval_loss' not in h for k, v in h.items()}, eval=final)
         atomic_write_json(out/'summary.json', summary)
         atomic_write_json(out/'log_history.json', history)
-        log.info(f"final eval: accuracy {summary['eval'].get('accuracy', float('nan')):.3f}, reward_margin {summary['eval'].get('reward_margin', float('nan')):.3f}; model in {final_dir}")
+        log.info(f"final eval: accuracy {final.get('accuracy', float('nan')):.3f}, reward_margin {final.get('reward_margin', float('nan')):.3f}; model in {final_dir}")
         return summary
-    finally:
-        logging.getLogger('mlprep').removeHandler(handler); handler.close()
 
 # %% ../../nbs/pref/21_dpo.ipynb #9d3f472c
-def _pair_ids(tok, ex: dict) -> tuple[list[int], list[int], list[int]]:
+def pair_ids(tok, ex: dict) -> tuple[list[int], list[int], list[int]]:
+    "Token ids of a pair's prompt, prompt + chosen and prompt + rejected (chat template for conversational pairs)."
     if isinstance(ex['prompt'], list):
         enc = lambda msgs, **kw: tok.apply_chat_template(msgs, tokenize=True, return_dict=False, **kw)
         return enc(ex['prompt'], add_generation_prompt=True), enc(ex['prompt'] + ex['chosen']), enc(ex['prompt'] + ex['rejected'])
@@ -277,7 +298,7 @@ def score_pairs(model, tok, pairs: list[dict], batch_size: int = 16) -> torch.Te
     "(N, 2) summed log-probs of the chosen and rejected responses of `pairs` (as `load_pairs` returns them) under `model`."
     seqs = []
     for ex in pairs:
-        p, c, r = _pair_ids(tok, ex)
+        p, c, r = pair_ids(tok, ex)
         seqs += [(c, len(p)), (r, len(p))]
     out, was_training = [], model.training
     model.eval()
@@ -295,6 +316,7 @@ def score_pairs(model, tok, pairs: list[dict], batch_size: int = 16) -> torch.Te
     model.train(was_training)
     return torch.cat(out).view(-1, 2)
 
+# %% ../../nbs/pref/21_dpo.ipynb #9d3f4731
 def pair_rewards(policy, reference, tok, pairs: list[dict], beta: float, batch_size: int = 16) -> torch.Tensor:
     "(N, 2) implicit rewards β·(log π − log π_ref) of the chosen and rejected responses."
     return beta * (score_pairs(policy, tok, pairs, batch_size) - score_pairs(reference, tok, pairs, batch_size))

@@ -9,7 +9,7 @@ __all__ = ['JOBS', 'DEMO_STEPS']
 JOBS = [
     dict(name='dpo', command='dpo', config='mlprep.pref.dpo:DPOConfig', run='mlprep.pref.dpo:train_dpo', notebook='dpo.ipynb',
          description="DPO on preference pairs (the DPO guide's main.py): TRL DPOTrainer, RMSprop, implicit-reward metrics",
-         distributed=False, entry=None),
+         distributed=False, entry=None, outputs={'final_model': 'final_model'}),
     dict(name='pref_dpo', command='pref-dpo', config='mlprep.pref.pref_dpo:PrefDPOConfig', run='mlprep.pref.pref_dpo:train_pref_dpo',
          notebook='pref_dpo.ipynb', description='preference-guided DPO: DPO + preference-consistency loss, text or soft-prompt guidance, LoRA',
          distributed=True, entry='mlprep.pref.pref_dpo:train_pref_dpo'),

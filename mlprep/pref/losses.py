@@ -34,11 +34,13 @@ def check_loss_type(loss_type: str) -> str:
         raise ValueError(f"unknown loss_type '{loss_type}': use one of {', '.join(LOSS_TYPES)}")
     return loss_type
 
+# %% ../../nbs/pref/20_losses.ipynb #fa78bac5
 def dpo_loss(chosen_logps: torch.Tensor,            # (B,) log π_θ(y_w|x), summed over the response tokens
              rejected_logps: torch.Tensor,          # (B,) log π_θ(y_l|x)
              ref_chosen_logps: torch.Tensor | None,  # (B,) log π_ref(y_w|x); ignored by 'reference_free'
              ref_rejected_logps: torch.Tensor | None,
-             beta: float = 0.1, loss_type: str = 'sigmoid',
+             beta: float,                            # β > 0: the config holds its default
+             loss_type: str = 'sigmoid',
              label_smoothing: float = 0.0,            # cDPO's ε for 'sigmoid'
              chosen_lengths: torch.Tensor | None = None,    # (B,) response tokens, for 'ipo''s per-token margin
              rejected_lengths: torch.Tensor | None = None) -> DPOOutput:
@@ -83,10 +85,11 @@ def kl_penalty(logps: torch.Tensor, ref_logps: torch.Tensor, lengths: torch.Tens
     if lengths is not None: rho = rho / lengths.clamp(min=1)
     return 0.5 * (rho ** 2).mean()
 
+# %% ../../nbs/pref/20_losses.ipynb #1817cae1
 def pref_guided_loss(chosen_logps, rejected_logps,               # (B,) plain: log π_θ(y|x)
                      ref_chosen_logps, ref_rejected_logps,       # (B,) log π_ref(y|x)
                      guided_chosen_logps, guided_rejected_logps,  # (B,) guided: log π_θ(y|g, x)
-                     beta: float = 0.05, alpha: float = 0.1, lambda_kl: float = 0.1, loss_type: str = 'sigmoid',
+                     beta: float, alpha: float, lambda_kl: float, loss_type: str = 'sigmoid',
                      label_smoothing: float = 0.0, chosen_lengths=None, rejected_lengths=None) -> PrefGuidedOutput:
     "DPO + α·aligned + λ_kl·KL, the aligned term with a stop-gradient on the guided margin."
     dpo = dpo_loss(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, beta, loss_type,
@@ -102,6 +105,7 @@ def pref_guided_loss(chosen_logps, rejected_logps,               # (B,) plain: l
     if lambda_kl: total = total + lambda_kl * kl
     return PrefGuidedOutput(total, dpo_mean, aligned, kl, dpo, margin, guided_margin)
 
+# %% ../../nbs/pref/20_losses.ipynb #fdc107e3
 def pref_metrics(out: PrefGuidedOutput) -> dict[str, float]:
     "The DPO metrics plus dpo_loss, aligned_loss, kl_loss and pref_advantage_ratio = mean[Δ_g > Δ]."
     m = dpo_metrics(out.dpo)

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/pref/22_pref_dpo.ipynb #aee7c203
 from __future__ import annotations
-import inspect, logging, os, time
+import inspect, logging, math, os, time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,65 +17,56 @@ from transformers.cache_utils import DynamicCache, DynamicLayer
 from transformers.modeling_layers import GradientCheckpointingLayer
 
 from ..core import atomic_write_json
-from ..config import Config, ConfigError, param
-from ..data.models import check_quantization
+from ..config import ConfigError, param
+from ..runs import LogToFile
 from .losses import dpo_loss, pref_guided_loss, pref_metrics
-from .dpo import PrefDPOTrainer, _LogToFile, _file_log, load_run, quiet_printer, resolve_resume, trl_args
+from .dpo import (PrefDPOTrainer, PrefOptConfig, final_eval, integrations, load_run, quiet_printer, training_run,
+                             trl_args)
 
 # %% auto #0
 __all__ = ['DEFAULT_PREFERENCE_TEXT', 'SOFT_PROMPT_FILE', 'GUIDE_TB_NAMES', 'PrefDPOConfig', 'guidance_ids',
            'load_prompt_embedding', 'save_prompt_embedding', 'checkpoint_prompt_embedding', 'guided_batch',
            'SharedPrefixLayer', 'cache_kwarg', 'prefix_cache', 'cache_was_read', 'shared_prefix_batch',
-           'cache_under_checkpointing', 'SoftPromptGrad', 'PrefGuidedDPOTrainer', 'GuideTensorBoard', 'zero2_config',
-           'train_pref_dpo']
+           'cache_under_checkpointing', 'SoftPromptGrad', 'guided_logps', 'PrefGuidedDPOTrainer', 'GuideTensorBoard',
+           'zero2_config', 'save_adapter', 'sanity_steps', 'train_pref_dpo']
 
 # %% ../../nbs/pref/22_pref_dpo.ipynb #c414671e
 DEFAULT_PREFERENCE_TEXT = 'Please provide a helpful, honest, harmless, and concise response.'
 
 @dataclass
-class PrefDPOConfig(Config):
+class PrefDPOConfig(PrefOptConfig):
     "Preference-guided DPO (the second guide's `fast_train.sh` settings), a LoRA adapter on the policy."
-    model_name: str = param('tiny:target', help='base model: hub name, local folder, or tiny:theta / tiny:target')
+    beta: float = param(0.05, help='DPO β (0.01-0.5; larger stays closer to the reference)')
+    learning_rate: float = param(5e-4, help='learning rate (AdamW)')
+    gradient_accumulation_steps: int = param(2, help='micro-batches per optimizer step (the guide: 512 on 4 GPUs)')
+    max_steps: int = param(-1, help='optimizer steps; -1: num_epochs decides')
+    warmup_steps: int = param(5, help='warmup steps')
+    eval_steps: int = param(50, help='evaluate every N optimizer steps')
+    save_steps: int = param(100, help='checkpoint every N steps')
+    logging_steps: int = param(5, help='log every N steps')
+    max_length: int = param(300, help='maximum prompt + response tokens')
+    max_prompt_length: int = param(128, help='longer prompts are skipped and counted')
+    eval_fraction: float = param(0.05, help='share of the pairs held out for eval/ metrics')
+    output_dir: str = param('./outputs/pref_dpo', help='adapter, tokenizer, trainer_state.json; TensorBoard events in logs/')
+    num_workers: int = param(0, help='data loader workers')
     mode: Literal['text', 'embedding'] = param('text', help='guidance: a preference text, or soft-prompt embeddings')
     preference_text: str = param(DEFAULT_PREFERENCE_TEXT, help='the guidance in text mode')
     prompt_embedding_path: str = param('', help='embedding mode: a torch file holding a [n_virtual_tokens, hidden] tensor')
     train_embedding: bool = param(False, help='embedding mode: train the soft prompt too (default: frozen)')
-    beta: float = param(0.05, help='DPO β (0.01-0.5; larger stays closer to the reference)')
     alpha: float = param(0.1, help='weight of the preference-consistency (aligned) loss (0.05-0.2)')
     lambda_kl: float = param(0.1, help='weight of the KL penalty to the reference')
-    loss_type: Literal['sigmoid', 'ipo', 'hinge', 'reference_free'] = param('sigmoid', help="DPO term; 'reference_free' is the original code's")
-    learning_rate: float = param(5e-4, help='learning rate (AdamW)')
     num_epochs: float = param(1.0, help='epochs over the training pairs')
-    max_steps: int = param(-1, help='optimizer steps; -1: num_epochs decides')
-    batch_size: int = param(4, help='pairs per device per micro-batch')
-    gradient_accumulation_steps: int = param(2, help='micro-batches per optimizer step (the guide: 512 on 4 GPUs)')
-    sanity_check: bool = param(False, help='quick test: only 100 pairs (one epoch: ~12 steps), at most 50 steps')
-    lora_r: int = param(16, help='LoRA rank'); lora_alpha: int = param(32, help='LoRA scaling α'); lora_dropout: float = param(0.1, help='LoRA dropout')
-    max_length: int = param(300, help='maximum prompt + response tokens'); max_prompt_length: int = param(128, help='longer prompts are skipped and counted')
-    dataset: str = param('demo:hh_rlhf', help='pair data: file, folder, hub name or demo:NAME'); dataset_adapter: str = param('hh_rlhf', help='hh_rlhf, pairs, generic')
-    eval_fraction: float = param(0.05, help='share of the pairs held out for eval/ metrics')
-    eval_steps: int = param(50, help='evaluate every N optimizer steps'); save_steps: int = param(100, help='checkpoint every N steps')
-    logging_steps: int = param(5, help='log every N steps'); warmup_steps: int = param(5, help='warmup steps')
     eval_on_start: bool = param(False, help='also evaluate before the first step (the metrics at step 0)')
-    load_in_8bit: bool = param(False, help='load the base model in 8 bit (CUDA only)')
     deepspeed: str = param('', help="DeepSpeed config JSON (GPU only); 'zero2' writes and uses mlprep's ZeRO-2 config")
-    resume_from_checkpoint: str = param('', help="resume exactly from checkpoint-N/, or 'latest'")
-    output_dir: str = param('./outputs/pref_dpo', help='adapter, tokenizer, trainer_state.json; TensorBoard events in logs/')
-    num_workers: int = param(0, help='data loader workers'); use_wandb: bool = param(False, help='also log to Weights & Biases')
-    device: str = param('auto', help='auto, cpu, cuda, mps'); seed: int = param(42, help='random seed')
 
     def check(self):
-        for k in ('beta', 'learning_rate'):
-            if getattr(self, k) <= 0: raise ConfigError(f'{k} must be > 0, got {getattr(self, k)}')
+        super().check()
+        if self.max_steps < 1 and self.max_steps != -1: raise ConfigError(f'max_steps must be >= 1, or -1 (num_epochs decides), got {self.max_steps}')
         for k in ('alpha', 'lambda_kl'):
             if getattr(self, k) < 0: raise ConfigError(f'{k} must be >= 0, got {getattr(self, k)}')
-        if self.max_prompt_length >= self.max_length: raise ConfigError(f'max_prompt_length ({self.max_prompt_length}) must be < max_length ({self.max_length})')
         if self.mode == 'embedding' and not self.prompt_embedding_path: raise ConfigError("mode 'embedding' needs --prompt_embedding_path (a [n_virtual_tokens, hidden] tensor file)")
         if self.mode == 'embedding' and not Path(self.prompt_embedding_path).is_file(): raise ConfigError(f'prompt_embedding_path: no file at {self.prompt_embedding_path}')
         if self.mode == 'text' and not self.preference_text.strip(): raise ConfigError('preference_text is empty')
-        if self.load_in_8bit:
-            try: check_quantization('8bit')
-            except Exception as e: raise ConfigError(f'--load_in_8bit: {e}') from None
         if self.deepspeed and not torch.cuda.is_available(): raise ConfigError('--deepspeed needs CUDA GPUs (torch.cuda.is_available() is False here); drop it to train on CPU')
 
 # %% ../../nbs/pref/22_pref_dpo.ipynb #f6c875a8
@@ -138,6 +129,7 @@ class SharedPrefixLayer(DynamicLayer):
         self.reads += 1
         return torch.cat([self.keys, key_states], -2), torch.cat([self.values, value_states], -2)
 
+# %% ../../nbs/pref/22_pref_dpo.ipynb #ee883d78
 def _backbone(model):
     base = model.get_base_model() if hasattr(model, 'get_base_model') else model   # under a peft wrapper, adapter on
     return base, getattr(base, base.base_model_prefix)
@@ -146,6 +138,7 @@ def cache_kwarg(model) -> str:
     "The name the model's forward takes its cache under (`cache` from transformers 5.2x, `past_key_values` before)."
     return 'cache' if 'cache' in inspect.signature(_backbone(model)[1].forward).parameters else 'past_key_values'
 
+# %% ../../nbs/pref/22_pref_dpo.ipynb #5364e2a6
 @torch.no_grad()
 def prefix_cache(model, prefix: torch.Tensor, rows: int) -> DynamicCache | None:
     """The keys and values of `prefix` (n_g, H) under `model`, shared read-only by `rows` rows; None where the model keeps
@@ -164,6 +157,7 @@ def cache_was_read(cache) -> bool:
     "Whether every layer of a `prefix_cache` was read: a forward that skipped it computed its guided rows without guidance."
     return all(layer.reads for layer in cache.layers)
 
+# %% ../../nbs/pref/22_pref_dpo.ipynb #1c2eac3d
 def shared_prefix_batch(inputs: dict, n: int, cache, cache_name: str = 'cache') -> dict:
     "Model inputs for one forward over [plain; guided] × [chosen; rejected] that reads the n-token guidance from `cache`."
     ids, att, comp = inputs['input_ids'], inputs['attention_mask'], inputs['completion_mask']   # (2B, T), right-padded
@@ -175,6 +169,7 @@ def shared_prefix_batch(inputs: dict, n: int, cache, cache_name: str = 'cache') 
     return {'input_ids': torch.cat([ids, ids]), 'attention_mask': mask, 'position_ids': torch.cat([pos, pos + n]),
             'labels': torch.cat([lab, lab]), cache_name: cache}                                  # (4B, T) ids, positions, labels
 
+# %% ../../nbs/pref/22_pref_dpo.ipynb #6827a1ad
 @contextmanager
 def cache_under_checkpointing(model):
     "Let checkpointed layers keep a read-only cache (transformers drops the cache, which a layer could write twice)."
@@ -195,6 +190,27 @@ class SoftPromptGrad(TrainerCallback):
             torch.distributed.all_reduce(g); g /= torch.distributed.get_world_size()
     def on_optimizer_step(self, args, state, control, **kw): self.prompt.grad = None
 
+# %% ../../nbs/pref/22_pref_dpo.ipynb #f5ed1930
+def guided_logps(model, policy, inputs: dict, prefix: torch.Tensor, shared: bool) -> tuple[torch.Tensor, bool]:
+    """Summed response log-probs (4B,) [plain c; plain r; guided c; guided r] of one forward of `model` (`policy`: unwrapped),
+    the guidance `prefix` (n_g, H) read from a shared cache when `shared`; and whether the cache was used."""
+    cache = prefix_cache(policy, prefix.detach(), 2 * inputs['input_ids'].size(0)) if shared else None
+    if cache is not None:
+        try:
+            with cache_under_checkpointing(policy):
+                out = model(**shared_prefix_batch(inputs, prefix.size(0), cache, cache_kwarg(policy)), use_cache=False, fused_lm_head=True)
+        except RuntimeError:                                           # a layer that skipped the cache sees a mask longer than its keys
+            if cache_was_read(cache): raise
+        if not cache_was_read(cache):                                  # the model skipped the cache: redo the step without it
+            base = policy.get_base_model() if hasattr(policy, 'get_base_model') else policy
+            logging.getLogger('mlprep.pref_dpo').warning(f'{type(base).__name__} did not read the shared guidance cache; '
+                                                         'using the concatenated batch from now on')
+            cache = None
+    if cache is None:                                                  # a trainable soft prompt, or a model without the shared cache
+        out = model(**guided_batch(policy.get_input_embeddings(), inputs, prefix), use_cache=False, fused_lm_head=True)
+    return out.log_probs.sum(1), cache is not None
+
+# %% ../../nbs/pref/22_pref_dpo.ipynb #071e4fce
 class PrefGuidedDPOTrainer(PrefDPOTrainer):
     "TRL's `DPOTrainer` with the preference-guided loss; the policy is a LoRA adapter, the reference the adapter disabled."
     def __init__(self, *args, guidance: torch.Tensor, guidance_is_ids: bool, alpha: float, lambda_kl: float,
@@ -218,31 +234,13 @@ class PrefGuidedDPOTrainer(PrefDPOTrainer):
             save_prompt_embedding(self.guidance, Path(self._get_output_dir(trial))/f'checkpoint-{self.state.global_step}')
         super()._save_checkpoint(model, trial)
 
-    @property
-    def prefix_length(self) -> int: return self.guidance.size(0)
-
     def prefix(self, model) -> torch.Tensor:
         embed = self.accelerator.unwrap_model(model).get_input_embeddings()
         return embed(self.guidance) if self.guidance_is_ids else self.guidance        # (n_g, H)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        policy = self.accelerator.unwrap_model(model)
         trains_prefix = not self.guidance_is_ids and self.guidance.requires_grad
-        cache = prefix_cache(policy, self.prefix(model).detach(), 2 * inputs['input_ids'].size(0)) if self.shared_prefix else None
-        if cache is not None:
-            try:
-                with cache_under_checkpointing(policy):
-                    out = model(**shared_prefix_batch(inputs, self.prefix_length, cache, cache_kwarg(policy)), use_cache=False, fused_lm_head=True)
-            except RuntimeError:                                           # a layer that skipped the cache sees a mask longer than its keys
-                if cache_was_read(cache): raise
-            if not cache_was_read(cache):                                  # the model skipped the cache: redo the step without it
-                logging.getLogger('mlprep.pref_dpo').warning(f'{type(policy.get_base_model()).__name__} did not read the shared guidance cache; '
-                                                             'using the concatenated batch from now on')
-                cache = None
-        if cache is None:                                                  # a trainable soft prompt, or a model without the shared cache
-            self.shared_prefix = False
-            out = model(**guided_batch(policy.get_input_embeddings(), inputs, self.prefix(model)), use_cache=False, fused_lm_head=True)
-        logps = out.log_probs.sum(1)                                       # (4B,) [plain c; plain r; guided c; guided r]
+        logps, self.shared_prefix = guided_logps(model, self.accelerator.unwrap_model(model), inputs, self.prefix(model), self.shared_prefix)
         chosen, rejected, g_chosen, g_rejected = logps.chunk(4)
         ref_chosen, ref_rejected = self.reference_logps(inputs)
         clen, rlen = inputs['completion_mask'].sum(1).chunk(2)
@@ -263,10 +261,9 @@ GUIDE_TB_NAMES = {'loss': 'loss/train', 'dpo_loss': 'loss_components/dpo_loss', 
                   'pref_advantage_ratio': 'preference_metrics/pref_advantage_ratio', 'learning_rate': 'train/learning_rate',
                   'grad_norm': 'train/grad_norm'}
 
-class GuideTensorBoard:
-    "A `TrainerCallback` writing the logs to TensorBoard under the second guide's names (`eval_x` as `eval/x`)."
+class GuideTensorBoard(TrainerCallback):
+    "Write the logs to TensorBoard under the second guide's names (`eval_x` as `eval/x`)."
     def __init__(self, log_dir): self.log_dir, self.writer = str(log_dir), None
-    def __getattr__(self, name): return lambda *a, **k: None
     def on_log(self, args, state, control, logs=None, **kw):
         if not state.is_world_process_zero or not logs: return
         if self.writer is None:
@@ -280,6 +277,7 @@ class GuideTensorBoard:
     def on_train_end(self, *a, **k):
         if self.writer: self.writer.close(); self.writer = None
 
+# %% ../../nbs/pref/22_pref_dpo.ipynb #898d3eb5
 def zero2_config(path: str | Path) -> Path:
     "Write mlprep's DeepSpeed ZeRO-2 config (optimizer state and gradients sharded, values from the Trainer) to `path`."
     cfg = dict(zero_optimization=dict(stage=2, overlap_comm=True, contiguous_gradients=True, reduce_scatter=True,
@@ -289,53 +287,59 @@ def zero2_config(path: str | Path) -> Path:
     return atomic_write_json(path, cfg)
 
 # %% ../../nbs/pref/22_pref_dpo.ipynb #5364e2a6
+def save_adapter(trainer, tok, out: Path, soft_prompt: bool) -> None:
+    "What the guide's output folder holds: the adapter, the tokenizer, `trainer_state.json` (and the trained soft prompt)."
+    if not trainer.is_world_process_zero(): return
+    trainer.save_model(str(out))                                        # adapter_model.safetensors + adapter_config.json
+    tok.save_pretrained(out)
+    trainer.state.save_to_json(str(out/'trainer_state.json'))
+    if soft_prompt: save_prompt_embedding(trainer.guidance, out)
+
+# %% ../../nbs/pref/22_pref_dpo.ipynb #1d663e3b
+def sanity_steps(cfg: PrefDPOConfig, pairs: int) -> int:
+    "Optimizer steps of `num_epochs` over `pairs` training pairs, on every process of the run (`WORLD_SIZE`)."
+    per_step = cfg.batch_size * cfg.gradient_accumulation_steps * int(os.environ.get('WORLD_SIZE', 1))
+    return max(1, math.ceil(math.ceil(pairs / per_step) * cfg.num_epochs))
+
+# %% ../../nbs/pref/22_pref_dpo.ipynb #b4223270
 def train_pref_dpo(cfg: PrefDPOConfig) -> dict:
     "Train a LoRA adapter with preference-guided DPO; return a summary (paths, steps, final metrics, bad pairs)."
     cfg.validate()
-    out = Path(cfg.output_dir)
-    resume = resolve_resume(cfg.resume_from_checkpoint, out)
-    log, handler = _file_log('pref_dpo', out/'training.log')
-    if os.environ.get('MLPREP_PROGRESS', '1') == '0':
-        import datasets; datasets.disable_progress_bars()
-    try:
+    steps = min(cfg.max_steps, 50) if cfg.sanity_check and cfg.max_steps > 0 else cfg.max_steps   # -1: the epochs decide
+    uses = integrations(cfg, 'pref-dpo', **({'--deepspeed': 'deepspeed'} if cfg.deepspeed else {}))
+    with training_run(cfg, 'pref_dpo', uses, steps) as (run, log):
+        out, soft_prompt = run.out, cfg.mode == 'embedding' and cfg.train_embedding
         positions = lambda tok: len(guidance_ids(tok, cfg.preference_text)) if cfg.mode == 'text' else len(load_prompt_embedding(cfg.prompt_embedding_path))
         device, tok, train_ds, eval_ds, bad, model = load_run(cfg, log, prefix_positions=positions)
-        if cfg.mode == 'text': guidance, is_ids = torch.tensor(guidance_ids(tok, cfg.preference_text)), True
-        else: guidance, is_ids = load_prompt_embedding(cfg.prompt_embedding_path, model.get_input_embeddings().weight.shape[1]), False
-        if resume and not is_ids and cfg.train_embedding: guidance = checkpoint_prompt_embedding(resume)   # the prompt as trained so far
+        if cfg.sanity_check:                                            # as dpo's: at most 50 steps, evaluated and saved at the last
+            steps = min(steps if steps > 0 else sanity_steps(cfg, len(train_ds)), 50)
+            stepwise = dict(eval_steps=min(cfg.eval_steps, steps), save_steps=min(cfg.save_steps, steps))
+        if cfg.mode == 'text': guidance = torch.tensor(guidance_ids(tok, cfg.preference_text))
+        else: guidance = load_prompt_embedding(cfg.prompt_embedding_path, model.get_input_embeddings().weight.shape[1])
+        if run.checkpoint and soft_prompt: guidance = checkpoint_prompt_embedding(run.checkpoint)   # the prompt as trained so far
         from peft import LoraConfig
         peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules='all-linear', task_type='CAUSAL_LM')
-        ds_cfg = cfg.deepspeed
-        if ds_cfg == 'zero2': ds_cfg = str(zero2_config(out/'ds_zero2.json'))
-        steps = min(cfg.max_steps, 50) if cfg.sanity_check and cfg.max_steps > 0 else cfg.max_steps   # -1: the epochs decide
-        args = trl_args(cfg, out, device, max_steps=steps, num_train_epochs=cfg.num_epochs, report_to=['wandb'] if cfg.use_wandb else [], eval_on_start=cfg.eval_on_start,
-                        **({'deepspeed': ds_cfg} if ds_cfg else {}))
+        ds_cfg = str(zero2_config(out/'ds_zero2.json')) if cfg.deepspeed == 'zero2' else cfg.deepspeed
+        args = trl_args(cfg, out, device, max_steps=steps, num_train_epochs=cfg.num_epochs, report_to=['wandb'] if cfg.use_wandb else [],
+                        eval_on_start=cfg.eval_on_start, **(stepwise if cfg.sanity_check else {}), **({'deepspeed': ds_cfg} if ds_cfg else {}))
         trainer = PrefGuidedDPOTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tok,
-                                       peft_config=peft_config, loss_type=cfg.loss_type, guidance=guidance, guidance_is_ids=is_ids,
+                                       peft_config=peft_config, loss_type=cfg.loss_type, guidance=guidance, guidance_is_ids=cfg.mode == 'text',
                                        alpha=cfg.alpha, lambda_kl=cfg.lambda_kl, train_guidance=cfg.train_embedding,
-                                       callbacks=[_LogToFile(log), GuideTensorBoard(out/'logs')])
+                                       callbacks=[LogToFile(log), GuideTensorBoard(out/'logs'), *run.callbacks])
         quiet_printer(trainer)
         cfg.save(out)
         log.info(f'preference-guided DPO ({cfg.mode}): {len(train_ds)} train / {len(eval_ds)} eval pairs, β={cfg.beta}, α={cfg.alpha}, '
-                 f'λ_kl={cfg.lambda_kl}, LoRA r{cfg.lora_r}/α{cfg.lora_alpha}' + (f', resuming from {resume}' if resume else ''))
+                 f'λ_kl={cfg.lambda_kl}, LoRA r{cfg.lora_r}/α{cfg.lora_alpha}' + (f', resuming from {run.checkpoint}' if run.checkpoint else ''))
         t0 = time.time()
-        trainer.train(resume_from_checkpoint=resume)
-        evals = [h for h in trainer.state.log_history if 'eval_loss' in h]
-        final = evals[-1] if evals and evals[-1]['step'] == trainer.state.global_step else trainer.evaluate()
-        if trainer.is_world_process_zero():
-            trainer.save_model(str(out))                                    # adapter_model.safetensors + adapter_config.json
-            tok.save_pretrained(out)
-            trainer.state.save_to_json(str(out/'trainer_state.json'))
-            if not is_ids and cfg.train_embedding: save_prompt_embedding(trainer.guidance, out)
+        trainer.train(resume_from_checkpoint=run.checkpoint)
+        final = final_eval(trainer)
+        save_adapter(trainer, tok, out, soft_prompt)
         train_logs = [h for h in trainer.state.log_history if 'aligned_loss' in h and 'eval_loss' not in h]
         summary = dict(output_dir=str(out), steps=trainer.state.global_step, seconds=round(time.time() - t0, 1),
                        train_pairs=len(train_ds), eval_pairs=len(eval_ds), bad_pairs=bad.to_dict(),
-                       first=train_logs[0] if train_logs else {}, train=train_logs[-1] if train_logs else {},
-                       eval={k.removeprefix('eval_'): v for k, v in final.items()})
+                       first=train_logs[0] if train_logs else {}, train=train_logs[-1] if train_logs else {}, eval=final)
         if trainer.is_world_process_zero():
             atomic_write_json(out/'summary.json', summary); atomic_write_json(out/'log_history.json', trainer.state.log_history)
-        log.info(f"final eval: accuracy {summary['eval'].get('accuracy', float('nan')):.3f}, aligned_loss "
-                 f"{summary['eval'].get('aligned_loss', float('nan')):.3f}, pref_advantage_ratio {summary['eval'].get('pref_advantage_ratio', float('nan')):.3f}")
+        log.info(f"final eval: accuracy {final.get('accuracy', float('nan')):.3f}, aligned_loss {final.get('aligned_loss', float('nan')):.3f}, "
+                 f"pref_advantage_ratio {final.get('pref_advantage_ratio', float('nan')):.3f}")
         return summary
-    finally:
-        logging.getLogger('mlprep').removeHandler(handler); handler.close()

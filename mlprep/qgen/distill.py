@@ -4,27 +4,27 @@
 
 # %% ../../nbs/qgen/44_distill.ipynb #acd00445
 from __future__ import annotations
-import json, time
+import contextlib, json, time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
-from ..core import BadRows, JsonlWriter, atomic_write_json, get_logger, read_jsonl, set_seed
-from ..config import Config, ConfigError, param
+from ..core import BadRows, JsonlWriter, atomic_write_json, read_jsonl, set_seed
+from ..config import ConfigError, param
+from ..runs import SETTINGS_FILE, run_settings, settings_diff
 from .rewards import RewardCalculator, is_question, question_text
-from .sft import (DIFFICULTIES, LORA_TARGETS, TOPICS, last_checkpoint, load_policy, log_history, question_prompt,
-                             quiet_datasets, resolve_qgen_model, save_adapter, trainer_args, training_setup)
-from .grpo import generate_questions
+from .common import (DIFFICULTIES, TOPICS, QgenTrainConfig, generate_questions, load_policy, log_history, open_run, stage_log,
+                                question_prompt, quiet_datasets, resolve_qgen_model, save_adapter, trainer_args, training_setup)
 from .teacher import Teacher, TeacherError, serve_teacher
 
 # %% auto #0
-__all__ = ['QgenDistillConfig', 'distill_step', 'distill_conversations', 'teacher_endpoint', 'collect_pairs', 'train_distill']
+__all__ = ['TEACHER_FREE', 'NO_TEACHER', 'QgenDistillConfig', 'distill_step', 'distill_conversations', 'teacher_endpoint',
+           'collect_pairs', 'pairs_done', 'check_pairs', 'train_on_pairs', 'train_distill']
 
 # %% ../../nbs/qgen/44_distill.ipynb #0fa33d0e
 @dataclass
-class QgenDistillConfig(Config):
+class QgenDistillConfig(QgenTrainConfig):
     "Questions-Gen stage 3: distillation from a teacher LLM behind an OpenAI-compatible API."
     model: str = param('tiny:qwen3', 'student: an adapter folder from qgen grpo / sft (continued), or a base model')
     teacher_base_url: str = param('', 'OpenAI-compatible base URL of the teacher, e.g. https://api.deepseek.com (empty: serve teacher_serve locally)')
@@ -47,19 +47,10 @@ class QgenDistillConfig(Config):
     per_device_train_batch_size: int = param(1, 'SFT micro-batch')
     gradient_accumulation_steps: int = param(8, 'SFT gradient accumulation')
     learning_rate: float = param(2e-4, 'SFT learning rate')
-    lora_r: int = param(32, 'LoRA rank (a new adapter only)')
-    lora_alpha: int = param(32, 'LoRA alpha (a new adapter only)')
-    target_modules: list[str] = param(LORA_TARGETS, 'modules that get LoRA (a new adapter only)')
-    device: str = param('auto', 'auto, cpu, cuda, cuda:N')
-    backend: Literal['auto', 'hf', 'unsloth'] = param('auto', 'auto: unsloth on a CUDA GPU where installed, else transformers + peft')
-    quantization: str = param('auto', 'auto (4bit with unsloth), none, 4bit, 8bit')
-    optim: str = param('auto', 'auto: adamw_8bit on a GPU with bitsandbytes, else adamw_torch')
-    save_steps: int = param(50, 'SFT checkpoint every this many steps')
-    seed: int = param(3407, 'random seed')
     output_dir: str = param('outputs/qgen_distill', 'pairs, teacher exchanges, adapter, logs')
-    trust_remote_code: bool = param(False, 'allow model code from the hub (off by default)')
 
     def check(self):
+        super().check()
         if not self.teacher_base_url and not self.teacher_serve:
             raise ConfigError('give the teacher: --teacher_base_url URL --teacher_model NAME (key in $' + self.teacher_api_key_env +
                               '), or --teacher_serve LOCAL_MODEL')
@@ -71,6 +62,12 @@ class QgenDistillConfig(Config):
             raise ConfigError('teacher_api_key_env names an environment variable (like QGEN_TEACHER_API_KEY), not the key itself')
         for k in ('num_steps', 'max_steps', 'num_variations', 'student_max_new_tokens', 'gradient_accumulation_steps'):
             if getattr(self, k) < 1: raise ConfigError(f'{k}={getattr(self, k)} must be at least 1')
+
+    def sanity(self):
+        "`--sanity_check`: 3 teacher steps of short questions and replies, at most 6 SFT steps, a checkpoint every 3."
+        if not self.sanity_check: return self
+        small = dict(num_steps=3, student_max_new_tokens=32, teacher_max_tokens=64, max_steps=6, gradient_accumulation_steps=2, save_steps=3)
+        return type(self).from_dict({**self.to_dict(), **{k: min(getattr(self, k), v) for k, v in small.items()}})
 
 # %% ../../nbs/qgen/44_distill.ipynb #82420df5
 def distill_step(teacher: Teacher, question: str, step: int, variations_every: int = 3, num_variations: int = 3) -> dict:
@@ -92,7 +89,7 @@ def distill_conversations(records: list[dict]) -> list[list[dict]]:
     return convs
 
 # %% ../../nbs/qgen/44_distill.ipynb #36fd0bcf
-@__import__('contextlib').contextmanager
+@contextlib.contextmanager
 def teacher_endpoint(cfg: QgenDistillConfig, out: Path):
     "(base_url, model) of the teacher: the configured server, or a `transformers serve` of `teacher_serve` for this run."
     if cfg.teacher_base_url:
@@ -100,6 +97,7 @@ def teacher_endpoint(cfg: QgenDistillConfig, out: Path):
     path = resolve_qgen_model(cfg.teacher_serve)
     with serve_teacher(path, log_file=out/'teacher_server.log') as url: yield url, cfg.teacher_model or path
 
+# %% ../../nbs/qgen/44_distill.ipynb #d7deecd1
 def collect_pairs(cfg: QgenDistillConfig, model, tok, teacher: Teacher, pairs_path: Path, log) -> list[dict]:
     "Run the missing distillation steps (a killed run resumes at the first one), appending each to `pairs_path`."
     done = {rec['step']: rec for _, rec in read_jsonl(pairs_path, BadRows(log=log))} if pairs_path.exists() else {}
@@ -129,34 +127,27 @@ def collect_pairs(cfg: QgenDistillConfig, model, tok, teacher: Teacher, pairs_pa
                      (f", {len(rec['variations'])} variations" if rec['variations'] else ''))
     return [done[s] for s in sorted(done)]
 
-def train_distill(cfg: QgenDistillConfig) -> dict:
-    "Stage 3: collect distillation pairs from the teacher (resumable), then SFT the student on them."
-    quiet_datasets()
-    out = Path(cfg.output_dir); out.mkdir(parents=True, exist_ok=True)
-    log = get_logger('qgen.distill', log_file=out/'log.txt')
-    cfg.save(out)
-    setup = training_setup(cfg.device, cfg.backend, cfg.quantization, cfg.optim)
-    set_seed(cfg.seed)
-    t0 = time.time()
-    if _done_steps(out/'pairs.jsonl') >= cfg.num_steps:                 # a rerun of a finished collection: no teacher needed
-        return _train_on_pairs(cfg, setup, out, log, t0, dict(url=None, model=None, asked=0, cached=0, errors=0, bad_json=0, failed=0))
-    with teacher_endpoint(cfg, out) as (url, name):
-        # the teacher is checked (reachable, serves the model, has its key) before the student is even loaded
-        teacher = Teacher(url, name, cfg.teacher_api_key_env, out/'exchanges.jsonl', cfg.teacher_timeout, cfg.teacher_max_retries,
-                          cfg.teacher_json_retries, cfg.teacher_temperature, cfg.teacher_max_tokens)
-        try:
-            model, tok = load_policy(cfg.model, setup, cfg.lora_r, cfg.lora_alpha, 0.0, cfg.target_modules, trust_remote_code=cfg.trust_remote_code)
-            collect_pairs(cfg, model, tok, teacher, out/"pairs.jsonl", log)
-        finally: teacher.close()
-    return _train_on_pairs(cfg, setup, out, log, t0, dict(url=url, model=name, **teacher.stats), model, tok)
+# %% ../../nbs/qgen/44_distill.ipynb #a5da8564
+TEACHER_FREE = ('teacher_timeout', 'teacher_max_retries', 'teacher_json_retries', 'teacher_api_key_env')
 
-def _done_steps(path: Path) -> int:
+def pairs_done(path: Path) -> int:
+    "How many distillation steps `path` (pairs.jsonl) holds."
     return len({rec['step'] for _, rec in read_jsonl(path, BadRows())}) if path.exists() else 0
 
-def _train_on_pairs(cfg, setup, out: Path, log, t0: float, teacher: dict, model=None, tok=None) -> dict:
-    "SFT of the student on the collected pairs; the summary."
+def check_pairs(cfg: QgenDistillConfig, out: Path) -> None:
+    "Refuse `out/pairs.jsonl` collected with other settings than `cfg`'s (unless `overwrite_output_dir`)."
+    recorded = out/SETTINGS_FILE
+    if cfg.overwrite_output_dir or not (out/'pairs.jsonl').exists() or not recorded.exists(): return
+    diff = settings_diff(json.loads(recorded.read_text())['settings'], run_settings(cfg, TEACHER_FREE))
+    if diff: raise ConfigError(f'{out} holds distillation pairs of a run with other settings ({"; ".join(diff)}): rerun with the same '
+                               'settings to resume, choose another --output_dir, or add --overwrite_output_dir to start over')
+
+# %% ../../nbs/qgen/44_distill.ipynb #f7548fe9
+def train_on_pairs(cfg: QgenDistillConfig, setup: dict, run, log, t0: float, teacher: dict, model=None, tok=None) -> dict:
+    "SFT of the student on the collected pairs in `run.out`, resuming from `run.checkpoint`; the summary."
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
+    out = run.out
     records = [rec for _, rec in read_jsonl(out/'pairs.jsonl', BadRows(log=log)) if rec['step'] < cfg.num_steps]
     if model is None:
         model, tok = load_policy(cfg.model, setup, cfg.lora_r, cfg.lora_alpha, 0.0, cfg.target_modules, trust_remote_code=cfg.trust_remote_code)
@@ -172,8 +163,9 @@ def _train_on_pairs(cfg, setup, out: Path, log, t0: float, teacher: dict, model=
                         gradient_accumulation_steps=cfg.gradient_accumulation_steps, max_steps=cfg.max_steps,
                         learning_rate=cfg.learning_rate, logging_steps=1, save_steps=cfg.save_steps, seed=cfg.seed,
                         assistant_only_loss=True, dataset_num_proc=None)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_dict({'messages': convs}), processing_class=tok)
-    trainer.train(resume_from_checkpoint=last_checkpoint(out))
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_dict({'messages': convs}), processing_class=tok,
+                         callbacks=run.callbacks)
+    trainer.train(resume_from_checkpoint=run.checkpoint)
     hist = log_history(trainer, out/'train_log.json')
     summary['adapter'] = save_adapter(trainer.model, tok, out/'adapter')
     losses = [h['loss'] for h in hist if 'loss' in h]
@@ -182,3 +174,29 @@ def _train_on_pairs(cfg, setup, out: Path, log, t0: float, teacher: dict, model=
     atomic_write_json(out/'summary.json', summary)
     log.info(f"distillation done: {summary['pairs']} pairs from {summary['steps']} steps; adapter in {summary['adapter']}")
     return summary
+
+# %% ../../nbs/qgen/44_distill.ipynb #20776c27
+NO_TEACHER = dict(url=None, model=None, asked=0, cached=0, errors=0, bad_json=0, failed=0)
+
+def train_distill(cfg: QgenDistillConfig) -> dict:
+    "Stage 3: collect distillation pairs from the teacher (resumable), then SFT the student on them."
+    quiet_datasets()
+    cfg, out = cfg.sanity(), Path(cfg.output_dir)
+    with stage_log('qgen.distill', out) as log:
+        setup = training_setup(cfg.device, cfg.backend, cfg.quantization, cfg.optim)
+        check_pairs(cfg, out)                                             # before the run records the new settings
+        with open_run(cfg, setup, log, free=TEACHER_FREE) as run:
+            if cfg.overwrite_output_dir: (out/'pairs.jsonl').unlink(missing_ok=True)
+            cfg.save(out)
+            set_seed(cfg.seed)
+            t0 = time.time()
+            if pairs_done(out/'pairs.jsonl') >= cfg.num_steps:             # a rerun of a finished collection: no teacher needed
+                return train_on_pairs(cfg, setup, run, log, t0, NO_TEACHER)
+            with teacher_endpoint(cfg, out) as (url, name):
+                teacher = Teacher(url, name, cfg.teacher_api_key_env, out/'exchanges.jsonl', cfg.teacher_timeout, cfg.teacher_max_retries,
+                                  cfg.teacher_json_retries, cfg.teacher_temperature, cfg.teacher_max_tokens)
+                try:
+                    model, tok = load_policy(cfg.model, setup, cfg.lora_r, cfg.lora_alpha, 0.0, cfg.target_modules, trust_remote_code=cfg.trust_remote_code)
+                    collect_pairs(cfg, model, tok, teacher, out/'pairs.jsonl', log)
+                finally: teacher.close()
+            return train_on_pairs(cfg, setup, run, log, t0, dict(url=url, model=name, **teacher.stats), model, tok)

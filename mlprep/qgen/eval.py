@@ -14,11 +14,11 @@ import numpy as np
 from ..core import JsonlWriter, atomic_write_json, atomic_write_text, get_logger, set_seed
 from ..config import Config, ConfigError, param
 from .rewards import DEFAULT_WEIGHTS, RewardCalculator, group_similarity, question_text
-from .sft import is_adapter_dir, load_policy, training_setup
-from .grpo import VARIATION_TYPES, generate_questions
+from .common import generate_questions, load_policy, training_setup
+from .grpo import VARIATION_TYPES
 
 # %% auto #0
-__all__ = ['EVAL_PROMPTS', 'QgenEvalConfig', 'score_rows', 'run_eval', 'plot_eval']
+__all__ = ['EVAL_PROMPTS', 'QgenEvalConfig', 'score_rows', 'original_rows', 'variation_rows', 'run_eval', 'plot_eval']
 
 # %% ../../nbs/qgen/45_eval.ipynb #cc27ff25
 EVAL_PROMPTS = {'calculus': 'Generate a calculus competition problem:', 'algebra': 'Create an algebra problem:',
@@ -67,6 +67,38 @@ def score_rows(calc: RewardCalculator, rows: list[dict]) -> list[dict]:
         for r, d in zip(g, calc.last): r.update({k: d[k] for k in (*DEFAULT_WEIGHTS, 'reward', 'similarity', 'penalised', 'bad')})
     return rows
 
+# %% ../../nbs/qgen/45_eval.ipynb #dff6925c
+def original_rows(cfg: QgenEvalConfig, model, tok) -> list[dict]:
+    "Each prompt's `samples_per_prompt` problems in each thinking mode, the think block split off (not yet scored)."
+    rows = []
+    for thinking in cfg.thinking_modes:
+        n_tok = cfg.thinking_max_new_tokens if thinking else cfg.max_new_tokens
+        outs = generate_questions(model, tok, list(cfg.prompts.values()), cfg.samples_per_prompt, n_tok, cfg.temperature,
+                                  seed=cfg.seed, enable_thinking=thinking)
+        for i, (topic, prompt) in enumerate(cfg.prompts.items()):
+            for j in range(cfg.samples_per_prompt):
+                raw = outs[i * cfg.samples_per_prompt + j]
+                q, think_chars = _think_split(raw)
+                rows.append(dict(kind='original', topic=topic, thinking=thinking, prompt=prompt, sample=j, raw=raw,
+                                 question=q, think_chars=think_chars, group=f'{topic}|{thinking}'))
+    return rows
+
+def variation_rows(cfg: QgenEvalConfig, model, tok, rows: list[dict]) -> list[dict]:
+    "The three variations of each topic's first problem (first thinking mode), with their similarity to it (not yet scored)."
+    firsts = [r for r in rows if r['sample'] == 0 and r['thinking'] == cfg.thinking_modes[0]]
+    reqs = [req.format(q=r['question']) for r in firsts for req in VARIATION_TYPES.values()]
+    outs = generate_questions(model, tok, reqs, 1, cfg.max_new_tokens, cfg.temperature, seed=cfg.seed + 1)
+    var_rows = []
+    for k, r in enumerate(firsts):
+        for m, kind in enumerate(VARIATION_TYPES):
+            v = question_text(outs[k * len(VARIATION_TYPES) + m]).removeprefix('Variation:').strip()
+            sim = float(group_similarity([r['question'], v])[0, 1]) if r['question'] and v else 0.0
+            var_rows.append(dict(kind=kind, topic=r['topic'], thinking=r['thinking'], prompt=reqs[k * len(VARIATION_TYPES) + m],
+                                 sample=0, raw=outs[k * len(VARIATION_TYPES) + m], question=v, think_chars=0,
+                                 group=f"variations|{r['topic']}", original=r['question'], similarity_to_original=sim))
+    return var_rows
+
+# %% ../../nbs/qgen/45_eval.ipynb #e8dcd502
 def run_eval(cfg: QgenEvalConfig) -> dict:
     "Generate, score and summarise; writes outputs.jsonl, summary.json, summary.csv, variations.csv and two PNG plots."
     import pandas as pd
@@ -78,31 +110,9 @@ def run_eval(cfg: QgenEvalConfig) -> dict:
     model, tok = load_policy(cfg.model, setup, trust_remote_code=cfg.trust_remote_code)
     model.eval()
     calc = RewardCalculator(cfg.reward_weights, log_every=0)
-    rows, t0 = [], time.time()
-    for thinking in cfg.thinking_modes:
-        n_tok = cfg.thinking_max_new_tokens if thinking else cfg.max_new_tokens
-        outs = generate_questions(model, tok, list(cfg.prompts.values()), cfg.samples_per_prompt, n_tok, cfg.temperature,
-                                  seed=cfg.seed, enable_thinking=thinking)
-        for i, (topic, prompt) in enumerate(cfg.prompts.items()):
-            for j in range(cfg.samples_per_prompt):
-                raw = outs[i * cfg.samples_per_prompt + j]
-                q, think_chars = _think_split(raw)
-                rows.append(dict(kind='original', topic=topic, thinking=thinking, prompt=prompt, sample=j, raw=raw,
-                                 question=q, think_chars=think_chars, group=f'{topic}|{thinking}'))
-    score_rows(calc, rows)
-    if cfg.variation_tests:
-        firsts = [r for r in rows if r['sample'] == 0 and r['thinking'] == cfg.thinking_modes[0]]
-        reqs = [req.format(q=r['question']) for r in firsts for req in VARIATION_TYPES.values()]
-        outs = generate_questions(model, tok, reqs, 1, cfg.max_new_tokens, cfg.temperature, seed=cfg.seed + 1)
-        var_rows = []
-        for k, r in enumerate(firsts):
-            for m, kind in enumerate(VARIATION_TYPES):
-                v = question_text(outs[k * len(VARIATION_TYPES) + m]).removeprefix('Variation:').strip()
-                sim = float(group_similarity([r['question'], v])[0, 1]) if r['question'] and v else 0.0
-                var_rows.append(dict(kind=kind, topic=r['topic'], thinking=r['thinking'], prompt=reqs[k * len(VARIATION_TYPES) + m],
-                                     sample=0, raw=outs[k * len(VARIATION_TYPES) + m], question=v, think_chars=0,
-                                     group=f"variations|{r['topic']}", original=r['question'], similarity_to_original=sim))
-        rows += score_rows(calc, var_rows)
+    t0 = time.time()
+    rows = score_rows(calc, original_rows(cfg, model, tok))
+    if cfg.variation_tests: rows += score_rows(calc, variation_rows(cfg, model, tok, rows))
     with JsonlWriter(out/'outputs.jsonl') as w:
         for r in rows: w.write(r)
     df = pd.DataFrame(rows)

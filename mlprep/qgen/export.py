@@ -13,7 +13,7 @@ import torch
 from ..core import atomic_dir, atomic_write_json, get_logger
 from ..config import Config, ConfigError, param
 from ..data.models import hub_offline, load_tokenizer, save_pretrained_dir
-from .sft import is_adapter_dir
+from .common import is_adapter_dir
 
 # %% auto #0
 __all__ = ['FORMATS', 'QgenExportConfig', 'check_export', 'base_of', 'merge_adapter', 'export_model']

@@ -4,47 +4,22 @@
 
 # %% ../../nbs/qgen/42_grpo.ipynb #cd152e76
 from __future__ import annotations
-import json, time
+import shutil, time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 
 from ..core import JsonlWriter, atomic_write_json, get_logger, set_seed
-from ..config import Config, ConfigError, param
+from ..config import ConfigError, param
 from .rewards import DEFAULT_WEIGHTS, RewardCalculator
-from .sft import (DIFFICULTIES, LORA_TARGETS, TOPICS, conversation_batch, last_checkpoint, load_policy, log_history, question_prompt,
-                             quiet_datasets, save_adapter, trainer_args, training_setup)
+from .common import (DIFFICULTIES, TOPICS, QgenTrainConfig, conversation_batch, generate_questions, load_policy, log_history,
+                                open_run, stage_log, question_prompt, quiet_datasets, save_adapter, trainer_args, training_setup)
 
 # %% auto #0
-__all__ = ['VARIATION_TYPES', 'chat_prompt', 'generate_questions', 'heldout_reward', 'grpo_prompts', 'variation_conversations',
-           'sft_steps', 'QgenGRPOConfig', 'QgenGRPOTrainer', 'train_grpo']
-
-# %% ../../nbs/qgen/42_grpo.ipynb #bea17587
-def chat_prompt(tok, user: str, enable_thinking: bool = False) -> str:
-    "The chat-template text of one user turn, ready for the assistant's reply."
-    return tok.apply_chat_template([dict(role='user', content=user)], tokenize=False, add_generation_prompt=True,
-                                   enable_thinking=enable_thinking)
-
-@torch.no_grad()
-def generate_questions(model, tok, prompts: list[str], n: int = 1, max_new_tokens: int = 128, temperature: float = 1.0,
-                       seed: int | None = 0, enable_thinking: bool = False, batch_size: int = 16) -> list[str]:
-    "`n` sampled completions for each prompt (prompt-major order: the n of prompt 0, then of prompt 1, ...)."
-    was_training = model.training
-    model.eval()
-    if seed is not None: torch.manual_seed(seed)
-    tok.padding_side = 'left'
-    out = []
-    for i in range(0, len(prompts), max(1, batch_size // n)):
-        texts = [chat_prompt(tok, p, enable_thinking) for p in prompts[i:i + max(1, batch_size // n)]]
-        enc = tok(texts, return_tensors='pt', padding=True, add_special_tokens=False).to(model.device)
-        kw = dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0) if temperature > 0 else dict(do_sample=False)
-        ids = model.generate(**enc, max_new_tokens=max_new_tokens, num_return_sequences=n, pad_token_id=tok.pad_token_id, **kw)
-        out += tok.batch_decode(ids[:, enc['input_ids'].shape[1]:], skip_special_tokens=True)
-    model.train(was_training)
-    return [o.strip() for o in out]
+__all__ = ['VARIATION_TYPES', 'heldout_reward', 'grpo_prompts', 'variation_conversations', 'sft_steps', 'QgenGRPOConfig',
+           'QgenGRPOTrainer', 'resume_history', 'train_grpo']
 
 # %% ../../nbs/qgen/42_grpo.ipynb #9fbc0638
 def heldout_reward(model, tok, prompts: list[str], n: int = 8, seeds: tuple = (0, 1, 2), max_new_tokens: int = 48,
@@ -102,7 +77,7 @@ def sft_steps(model, tok, conversations: list[list[dict]], lr: float = 1e-5, ste
 
 # %% ../../nbs/qgen/42_grpo.ipynb #1faab729
 @dataclass
-class QgenGRPOConfig(Config):
+class QgenGRPOConfig(QgenTrainConfig):
     "Questions-Gen stage 2: GRPO with the question reward, and variation training on the best questions."
     model: str = param('tiny:qwen3', 'policy: an adapter folder from qgen sft (continued), or a base model (a new LoRA adapter)')
     topics: list[str] = param(list(TOPICS), 'topics of the prompts')
@@ -127,46 +102,46 @@ class QgenGRPOConfig(Config):
     variation_lr: float = param(1e-5, 'learning rate of variation training')
     variation_steps: int = param(3, 'SFT steps of each variation round')
     variation_max_new_tokens: int = param(128, 'longest variation in tokens')
-    lora_r: int = param(32, 'LoRA rank (a new adapter only)')
-    lora_alpha: int = param(32, 'LoRA alpha (a new adapter only)')
-    target_modules: list[str] = param(LORA_TARGETS, 'modules that get LoRA (a new adapter only)')
-    device: str = param('auto', 'auto, cpu, cuda, cuda:N')
-    backend: Literal['auto', 'hf', 'unsloth'] = param('auto', 'auto: unsloth on a CUDA GPU where installed, else transformers + peft')
-    quantization: str = param('auto', 'auto (4bit with unsloth), none, 4bit, 8bit')
-    optim: str = param('auto', 'auto: adamw_8bit on a GPU with bitsandbytes, else adamw_torch')
     logging_steps: int = param(1, 'log every this many steps')
-    save_steps: int = param(50, 'checkpoint every this many steps (a rerun resumes)')
-    seed: int = param(3407, 'random seed')
     output_dir: str = param('outputs/qgen_grpo', 'adapter, reward history, logs, variations')
-    trust_remote_code: bool = param(False, 'allow model code from the hub (off by default)')
 
     def check(self):
+        super().check()
         unknown = sorted(set(self.reward_weights) - set(DEFAULT_WEIGHTS))
         if unknown: raise ConfigError(f"reward_weights has unknown key(s) {', '.join(unknown)}: use {', '.join(DEFAULT_WEIGHTS)}")
         if self.num_generations < 2: raise ConfigError(f'num_generations={self.num_generations} must be at least 2 (GRPO compares within a group)')
-        for k in ('prompts_per_step', 'max_steps', 'max_completion_length', 'history_size', 'save_steps'):
+        for k in ('prompts_per_step', 'max_steps', 'max_completion_length', 'history_size'):
             if getattr(self, k) < 1: raise ConfigError(f'{k}={getattr(self, k)} must be at least 1')
         if not self.topics or not self.difficulties: raise ConfigError('topics and difficulties must not be empty')
-        if self.quantization not in ('auto', 'none', '4bit', '8bit'): raise ConfigError(f"quantization='{self.quantization}' is not one of auto, none, 4bit, 8bit")
         grpo_prompts(self.topics, self.difficulties, self.heldout_prompts)
+
+    def sanity(self):
+        "`--sanity_check`: at most 6 steps of 32-token questions, a variation round and a checkpoint every 3 steps."
+        if not self.sanity_check: return self
+        return type(self).from_dict({**self.to_dict(), 'max_steps': min(self.max_steps, 6), 'save_steps': min(self.save_steps, 3),
+                                     'max_completion_length': min(self.max_completion_length, 32),
+                                     'variation_every': min(self.variation_every, 3), 'variation_max_new_tokens': min(self.variation_max_new_tokens, 32)})
 
 # %% ../../nbs/qgen/42_grpo.ipynb #c8cf62de
 from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
 class _VariationCallback(TrainerCallback):
+    "Variation rounds after the optimizer steps; the reward history saved into each checkpoint (before it is marked complete)."
     def __init__(self, trainer): self.trainer = trainer
     def on_step_end(self, args, state, control, **kw):
         every = self.trainer.qgen.variation_every
         if every and state.global_step % every == 0: self.trainer.variation_round(state.global_step)
+    def on_save(self, args, state, control, **kw):
+        h = self.trainer.calc.history_path
+        if h and h.exists(): shutil.copy2(h, Path(args.output_dir)/f'checkpoint-{state.global_step}'/h.name)
 
 class QgenGRPOTrainer(GRPOTrainer):
     "GRPOTrainer plus the original's variation training every `variation_every` optimizer steps."
-    def __init__(self, *args, qgen: QgenGRPOConfig, calculator: RewardCalculator, variations_path: Path, **kw):
-        super().__init__(*args, **kw)
+    def __init__(self, *args, qgen: QgenGRPOConfig, calculator: RewardCalculator, variations_path: Path, callbacks=None, **kw):
         self.qgen, self.calc, self.variations = qgen, calculator, JsonlWriter(variations_path, key='id')   # a resumed run writes no step twice
         self.qlog = get_logger('qgen.grpo')
-        self.add_callback(_VariationCallback(self))
+        super().__init__(*args, callbacks=[_VariationCallback(self), *(callbacks or [])], **kw)   # the run's callbacks stay last
 
     def variation_round(self, step: int) -> dict:
         "Variations of the best questions of the last batch; a few SFT steps at `variation_lr` on originals + variations."
@@ -197,44 +172,53 @@ class QgenGRPOTrainer(GRPOTrainer):
         self._metrics['train']['qgen/variation_loss'].append(info['loss'])
         return info
 
+# %% ../../nbs/qgen/42_grpo.ipynb #2a9a98ac
+def resume_history(checkpoint: str | None, out: Path) -> None:
+    "Put the reward history (and the variations) of `out` in the state of `checkpoint` (None: a fresh start, none)."
+    saved = Path(checkpoint)/'reward_history.json' if checkpoint else None
+    if saved and saved.exists(): shutil.copy2(saved, out/'reward_history.json')
+    elif not checkpoint:
+        for name in ('reward_history.json', 'variations.jsonl'): (out/name).unlink(missing_ok=True)
+
 # %% ../../nbs/qgen/42_grpo.ipynb #a24d753d
 def train_grpo(cfg: QgenGRPOConfig) -> dict:
     "Stage 2: GRPO + variations; writes `adapter/`, `reward_history.json`, `train_log.json`, `variations.jsonl`, `summary.json`."
     from datasets import Dataset
     quiet_datasets()
-    out = Path(cfg.output_dir); out.mkdir(parents=True, exist_ok=True)
-    log = get_logger('qgen.grpo', log_file=out/'log.txt')
-    cfg.save(out)
-    setup = training_setup(cfg.device, cfg.backend, cfg.quantization, cfg.optim)
-    set_seed(cfg.seed)
-    model, tok = load_policy(cfg.model, setup, cfg.lora_r, cfg.lora_alpha, 0.0, cfg.target_modules, trust_remote_code=cfg.trust_remote_code)
-    train_p, held_p = grpo_prompts(cfg.topics, cfg.difficulties, cfg.heldout_prompts)
-    n_rows = cfg.max_steps * cfg.prompts_per_step
-    ds = Dataset.from_dict({'prompt': [[dict(role='user', content=train_p[i % len(train_p)])] for i in range(n_rows)]})
-    calc = RewardCalculator(cfg.reward_weights, out/'reward_history.json', cfg.history_size, cfg.novelty_threshold,
-                            cfg.novelty_penalty, group_size=cfg.num_generations, log_every=cfg.logging_steps,
-                            embedding_model=cfg.embedding_model or None)
-    args = trainer_args(GRPOConfig, setup, out, per_device_train_batch_size=cfg.prompts_per_step * cfg.num_generations,
-                        gradient_accumulation_steps=1, num_generations=cfg.num_generations, max_steps=cfg.max_steps,
-                        learning_rate=cfg.learning_rate, max_completion_length=cfg.max_completion_length,
-                        temperature=cfg.temperature, top_k=0, beta=cfg.beta, logging_steps=cfg.logging_steps,
-                        save_steps=cfg.save_steps, seed=cfg.seed, lr_scheduler_type='constant', warmup_steps=0,
-                        chat_template_kwargs=dict(enable_thinking=cfg.enable_thinking))
-    trainer = QgenGRPOTrainer(model=model, reward_funcs=[calc], args=args, train_dataset=ds, processing_class=tok,
-                              qgen=cfg, calculator=calc, variations_path=out/'variations.jsonl')
-    resume = last_checkpoint(out)
-    if resume: log.info(f'resuming from {resume} (reward history: {len(calc.history)} questions)')
-    t0 = time.time()
-    trainer.train(resume_from_checkpoint=resume)
-    trainer.variations.close()
-    hist = log_history(trainer, out/'train_log.json')
-    adapter = save_adapter(trainer.model, tok, out/'adapter')
-    rewards = [h['reward'] for h in hist if 'reward' in h]
-    k = max(1, len(rewards) // 4)
-    summary = dict(adapter=adapter, steps=trainer.state.global_step, seconds=round(time.time() - t0, 1),
-                   reward_first=float(np.mean(rewards[:k])) if rewards else None, reward_last=float(np.mean(rewards[-k:])) if rewards else None,
-                   bad=dict(calc.bad), history=len(calc.history), heldout_prompts=held_p,
-                   **{k_: setup[k_] for k_ in ('device', 'backend', 'dtype', 'optim')})
-    atomic_write_json(out/'summary.json', summary)
-    log.info(f"GRPO done: {summary['steps']} steps, reward (first quarter -> last quarter) {summary['reward_first']} -> {summary['reward_last']}")
-    return summary
+    cfg, out = cfg.sanity(), Path(cfg.output_dir)
+    with stage_log('qgen.grpo', out) as log:
+        setup = training_setup(cfg.device, cfg.backend, cfg.quantization, cfg.optim)
+        with open_run(cfg, setup, log) as run:
+            cfg.save(out)
+            set_seed(cfg.seed)
+            model, tok = load_policy(cfg.model, setup, cfg.lora_r, cfg.lora_alpha, 0.0, cfg.target_modules, trust_remote_code=cfg.trust_remote_code)
+            train_p, held_p = grpo_prompts(cfg.topics, cfg.difficulties, cfg.heldout_prompts)
+            n_rows = cfg.max_steps * cfg.prompts_per_step
+            ds = Dataset.from_dict({'prompt': [[dict(role='user', content=train_p[i % len(train_p)])] for i in range(n_rows)]})
+            resume_history(run.checkpoint, out)
+            calc = RewardCalculator(cfg.reward_weights, out/'reward_history.json', cfg.history_size, cfg.novelty_threshold,
+                                    cfg.novelty_penalty, group_size=cfg.num_generations, log_every=cfg.logging_steps,
+                                    embedding_model=cfg.embedding_model or None)
+            args = trainer_args(GRPOConfig, setup, out, per_device_train_batch_size=cfg.prompts_per_step * cfg.num_generations,
+                                gradient_accumulation_steps=1, num_generations=cfg.num_generations, max_steps=cfg.max_steps,
+                                learning_rate=cfg.learning_rate, max_completion_length=cfg.max_completion_length,
+                                temperature=cfg.temperature, top_k=0, beta=cfg.beta, logging_steps=cfg.logging_steps,
+                                save_steps=cfg.save_steps, seed=cfg.seed, lr_scheduler_type='constant', warmup_steps=0,
+                                chat_template_kwargs=dict(enable_thinking=cfg.enable_thinking))
+            trainer = QgenGRPOTrainer(model=model, reward_funcs=[calc], args=args, train_dataset=ds, processing_class=tok,
+                                      qgen=cfg, calculator=calc, variations_path=out/'variations.jsonl', callbacks=run.callbacks)
+            if run.checkpoint: log.info(f'reward history: {len(calc.history)} questions')
+            t0 = time.time()
+            trainer.train(resume_from_checkpoint=run.checkpoint)
+            trainer.variations.close()
+            hist = log_history(trainer, out/'train_log.json')
+            adapter = save_adapter(trainer.model, tok, out/'adapter')
+            rewards = [h['reward'] for h in hist if 'reward' in h]
+            k = max(1, len(rewards) // 4)
+            summary = dict(adapter=adapter, steps=trainer.state.global_step, seconds=round(time.time() - t0, 1),
+                           reward_first=float(np.mean(rewards[:k])) if rewards else None, reward_last=float(np.mean(rewards[-k:])) if rewards else None,
+                           bad=dict(calc.bad), history=len(calc.history), heldout_prompts=held_p,
+                           **{k_: setup[k_] for k_ in ('device', 'backend', 'dtype', 'optim')})
+            atomic_write_json(out/'summary.json', summary)
+            log.info(f"GRPO done: {summary['steps']} steps, reward (first quarter -> last quarter) {summary['reward_first']} -> {summary['reward_last']}")
+        return summary

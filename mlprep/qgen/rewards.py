@@ -13,6 +13,8 @@ import numpy as np
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from fastcore.basics import patch
+
 from ..core import atomic_write_json, get_logger
 
 # %% auto #0
@@ -81,6 +83,7 @@ def term_counts(text: str) -> Counter:
 @functools.lru_cache(maxsize=50_000)
 def _cached_counts(text: str) -> Counter: return term_counts(text)      # read-only: shared by every index
 
+# %% ../../nbs/qgen/40_rewards.ipynb #b873e676
 class TfidfIndex:
     "Term counts of a sliding window of documents: cosine similarity of a new text to each, as a refit TF-IDF would give."
     def __init__(self, docs: Iterable[str] = (), maxlen: int | None = None):
@@ -123,25 +126,27 @@ class TfidfIndex:
             self._mat2 = self._mat.multiply(self._mat).tocsr()
         return self._mat
 
-    def similarities(self, text: str) -> np.ndarray:
-        "Cosine similarity of `text` to each document, (n_docs,): TF-IDF fitted on the documents plus `text`."
-        if not self.docs: return np.zeros(0)
-        q = self._counts(text)
-        n = len(self.docs) + 1
-        known = [(self.vocab[t], c) for t, c in q.items() if t in self.vocab]
-        n_new = len(q) - len(known)                                      # terms only the question has: df = 1
-        qi = np.array([i for i, _ in known], dtype=np.int64); qc = np.array([c for _, c in known], dtype=np.float64)
-        df = self.df.copy(); df[qi] += 1
-        idf2 = (np.log((1 + n) / (1 + df)) + 1) ** 2                       # (vocab,)
-        tf = self.matrix()
-        h_norm = np.sqrt(self._mat2 @ idf2)                                # (docs,)
-        new_idf2 = (math.log((1 + n) / 2) + 1) ** 2
-        new_counts = np.array([c for t, c in q.items() if t not in self.vocab], dtype=np.float64)
-        q_norm = math.sqrt(float((qc ** 2 * idf2[qi]).sum() + (new_counts ** 2).sum() * new_idf2))
-        w = np.zeros(len(self.vocab)); w[qi] = qc * idf2[qi]
-        dots = tf @ w                                                      # (docs,)
-        denom = h_norm * q_norm
-        return np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
+# %% ../../nbs/qgen/40_rewards.ipynb #160c92c2
+@patch
+def similarities(self: TfidfIndex, text: str) -> np.ndarray:
+    "Cosine similarity of `text` to each document, (n_docs,): TF-IDF fitted on the documents plus `text`."
+    if not self.docs: return np.zeros(0)
+    q = self._counts(text)
+    n = len(self.docs) + 1
+    known = [(self.vocab[t], c) for t, c in q.items() if t in self.vocab]
+    n_new = len(q) - len(known)                                      # terms only the question has: df = 1
+    qi = np.array([i for i, _ in known], dtype=np.int64); qc = np.array([c for _, c in known], dtype=np.float64)
+    df = self.df.copy(); df[qi] += 1
+    idf2 = (np.log((1 + n) / (1 + df)) + 1) ** 2                       # (vocab,)
+    tf = self.matrix()
+    h_norm = np.sqrt(self._mat2 @ idf2)                                # (docs,)
+    new_idf2 = (math.log((1 + n) / 2) + 1) ** 2
+    new_counts = np.array([c for t, c in q.items() if t not in self.vocab], dtype=np.float64)
+    q_norm = math.sqrt(float((qc ** 2 * idf2[qi]).sum() + (new_counts ** 2).sum() * new_idf2))
+    w = np.zeros(len(self.vocab)); w[qi] = qc * idf2[qi]
+    dots = tf @ w                                                      # (docs,)
+    denom = h_norm * q_norm
+    return np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
 
 # %% ../../nbs/qgen/40_rewards.ipynb #37fba8b5
 def group_similarity(texts: list[str]) -> np.ndarray:
@@ -228,7 +233,7 @@ class Embedder:
             self.cache.update(zip(batch, v))
         return np.stack([self.cache[t] for t in texts]) if texts else np.zeros((0, 1))
 
-# %% ../../nbs/qgen/40_rewards.ipynb #8261453f
+# %% ../../nbs/qgen/40_rewards.ipynb #8261453e
 def _unit(x: float) -> float:
     "`x` clipped to [0, 1] and rounded to 12 decimals, so that float noise never turns 0 or 1 into 1e-16 or 0.99999…"
     return round(float(min(1.0, max(0.0, x))), 12)
@@ -255,7 +260,6 @@ class RewardCalculator:
         self.embedder = Embedder(embedding_model) if embedding_model else None
         self.bad, self.calls, self.last = Counter(), 0, []
 
-    # --- the four dimensions
     def calculate_difficulty(self, question: str) -> float:
         "Level keywords (basic .. olympiad, the highest one found), length and mathematical symbols: 0.5 / 0.25 / 0.25."
         level = max((score for _, score, pat in _LEVELS if pat.search(question)), default=NO_LEVEL_SCORE)
@@ -267,56 +271,64 @@ class RewardCalculator:
         "Proof and definition keywords, logical connectors and stated conditions, each saturating (see `RIGOR_GROUPS`)."
         return sum(w * min(1.0, _hits(pat, question) / sat) for _, w, sat, pat in _RIGOR)
 
-    def _index_for(self, history: list[str]) -> TfidfIndex:
-        "The TF-IDF index of `history`: the calculator's own (kept up to date), or one for another list, grown when it extends it."
-        if history is self.history or (len(history) == len(self._index) and list(history) == list(self._index.docs)): return self._index
-        idx = self._other
-        n = len(idx) if idx is not None else 0
-        if idx is None or len(history) < n or list(history[:n]) != list(idx.docs): idx = self._other = TfidfIndex()
-        for q in history[len(idx):]: idx.add(q)
-        return idx
+# %% ../../nbs/qgen/40_rewards.ipynb #40e67cdd
+@patch
+def _index_for(self: RewardCalculator, history: list[str]) -> TfidfIndex:
+    "The TF-IDF index of `history`: the calculator's own (kept up to date), or one for another list, grown when it extends it."
+    if history is self.history or (len(history) == len(self._index) and list(history) == list(self._index.docs)): return self._index
+    idx = self._other
+    n = len(idx) if idx is not None else 0
+    if idx is None or len(history) < n or list(history[:n]) != list(idx.docs): idx = self._other = TfidfIndex()
+    for q in history[len(idx):]: idx.add(q)
+    return idx
 
-    def novelty_similarity(self, question: str, history: list[str] | None = None) -> float:
-        "The highest TF-IDF (with `embedding_model`: embedding) cosine similarity of `question` to `history` (0 if empty)."
-        history = self.history if history is None else list(history)
-        if not history: return 0.0
-        if self.embedder is not None: return _unit(float((self.embedder(history) @ self.embedder([question])[0]).max()))
-        sims = self._index_for(history).similarities(question)
-        return _unit(sims.max()) if len(sims) else 0.0
+@patch
+def novelty_similarity(self: RewardCalculator, question: str, history: list[str] | None = None) -> float:
+    "The highest TF-IDF (with `embedding_model`: embedding) cosine similarity of `question` to `history` (0 if empty)."
+    history = self.history if history is None else list(history)
+    if not history: return 0.0
+    if self.embedder is not None: return _unit(float((self.embedder(history) @ self.embedder([question])[0]).max()))
+    sims = self._index_for(history).similarities(question)
+    return _unit(sims.max()) if len(sims) else 0.0
 
-    def calculate_novelty(self, question: str, history: list[str] | None = None) -> float:
-        "1 − the highest TF-IDF cosine similarity to the history."
-        return 1.0 - self.novelty_similarity(question, history)
+@patch
+def calculate_novelty(self: RewardCalculator, question: str, history: list[str] | None = None) -> float:
+    "1 − the highest TF-IDF cosine similarity to the history."
+    return 1.0 - self.novelty_similarity(question, history)
 
-    def calculate_diversity(self, question: str, group: list[str]) -> float:
-        "1 − the mean TF-IDF similarity to the other questions of `group` (1 if there are none)."
-        others = list(group)
-        if question in others: others.remove(question)
-        if not others: return 1.0
-        return _unit(1.0 - group_similarity([question] + others)[0, 1:].mean())
+@patch
+def calculate_diversity(self: RewardCalculator, question: str, group: list[str]) -> float:
+    "1 − the mean TF-IDF similarity to the other questions of `group` (1 if there are none)."
+    others = list(group)
+    if question in others: others.remove(question)
+    if not others: return 1.0
+    return _unit(1.0 - group_similarity([question] + others)[0, 1:].mean())
 
-    # --- together
-    def combine(self, d: dict) -> float:
-        "The weighted sum of the dimensions in `d`, times the novelty penalty when `d['similarity']` is too high."
-        r = sum(self.weights[k] * d[k] for k in DEFAULT_WEIGHTS) / sum(self.weights.values())
-        return r * (self.novelty_penalty if d.get('similarity', 0.0) > self.novelty_threshold else 1.0)
+# %% ../../nbs/qgen/40_rewards.ipynb #9a4ff557
+@patch
+def combine(self: RewardCalculator, d: dict) -> float:
+    "The weighted sum of the dimensions in `d`, times the novelty penalty when `d['similarity']` is too high."
+    r = sum(self.weights[k] * d[k] for k in DEFAULT_WEIGHTS) / sum(self.weights.values())
+    return r * (self.novelty_penalty if d.get('similarity', 0.0) > self.novelty_threshold else 1.0)
 
-    def breakdown(self, question: str, history: list[str] | None = None, group: list[str] | None = None) -> dict:
-        "Each dimension, the top history similarity, whether the penalty applied, and the reward."
-        q = question_text(question)
-        if not q: return dict(difficulty=0.0, novelty=0.0, rigor=0.0, diversity=0.0, similarity=0.0, penalised=False, reward=0.0, bad='empty')
-        sim = self.novelty_similarity(q, history)
-        d = dict(difficulty=self.calculate_difficulty(q), novelty=1.0 - sim, rigor=self.calculate_rigor(q),
-                 diversity=self.calculate_diversity(q, [question_text(g) for g in group or [q]]), similarity=sim)
-        d['penalised'] = sim > self.novelty_threshold
-        d['reward'] = self.combine(d)
-        d['bad'] = None
-        if not is_question(q): d['reward'] *= self.no_question_factor; d['bad'] = 'no question'
-        return d
+@patch
+def breakdown(self: RewardCalculator, question: str, history: list[str] | None = None, group: list[str] | None = None) -> dict:
+    "Each dimension, the top history similarity, whether the penalty applied, and the reward."
+    q = question_text(question)
+    if not q: return dict(difficulty=0.0, novelty=0.0, rigor=0.0, diversity=0.0, similarity=0.0, penalised=False, reward=0.0, bad='empty')
+    sim = self.novelty_similarity(q, history)
+    d = dict(difficulty=self.calculate_difficulty(q), novelty=1.0 - sim, rigor=self.calculate_rigor(q),
+             diversity=self.calculate_diversity(q, [question_text(g) for g in group or [q]]), similarity=sim)
+    d['penalised'] = sim > self.novelty_threshold
+    d['reward'] = self.combine(d)
+    d['bad'] = None
+    if not is_question(q): d['reward'] *= self.no_question_factor; d['bad'] = 'no question'
+    return d
 
-    def calculate_reward(self, question: str, history: list[str] | None = None, group: list[str] | None = None) -> float:
-        "The reward of `question` given `history` (default: the calculator's own) and its `group`."
-        return self.breakdown(question, history, group)['reward']
+@patch
+def calculate_reward(self: RewardCalculator, question: str, history: list[str] | None = None, group: list[str] | None = None) -> float:
+    "The reward of `question` given `history` (default: the calculator's own) and its `group`."
+    return self.breakdown(question, history, group)['reward']
 
 # %% ../../nbs/qgen/40_rewards.ipynb #7cf73180
 def _groups(prompts: list, size: int | None) -> list[list[int]]:
@@ -335,7 +347,9 @@ def prompt_text(prompt) -> str | None:
         return users[-1] if users else None
     return prompt
 
-def _call(self, prompts=None, completions=None, log_metric=None, **kwargs) -> list[float]:
+# %% ../../nbs/qgen/40_rewards.ipynb #0c1fa15b
+@patch
+def __call__(self: RewardCalculator, prompts=None, completions=None, log_metric=None, **kwargs) -> list[float]:
     "TRL reward function: one reward per completion; the group of a completion is the completions of its prompt."
     if completions is None: raise ValueError('call the calculator with completions=[...] (and prompts=[...] to group them)')
     texts = [question_text(c) for c in completions]
@@ -366,15 +380,13 @@ def _call(self, prompts=None, completions=None, log_metric=None, **kwargs) -> li
                       f" | penalised {summary['penalised']:.0%}" + (f' | bad so far: {dict(self.bad)}' if self.bad else ''))
     return [r['reward'] for r in rows]
 
-def _add_to_history(self, questions: list[str]) -> None:
+@patch
+def add_to_history(self: RewardCalculator, questions: list[str]) -> None:
     "Append `questions` to the history (keeping the last `history_size`) and save it if there is a `history_path`."
     questions = [q for q in questions if q]
     self.history = (self.history + questions)[-self.history_size:]
     for q in questions[-self.history_size:]: self._index.add(q)          # the index keeps the same last `history_size`
     if self.history_path: write_history(self.history_path, self.history)
-
-RewardCalculator.__call__ = _call
-RewardCalculator.add_to_history = _add_to_history
 
 # %% ../../nbs/qgen/40_rewards.ipynb #5e2a6802
 def synthetic_questions(n: int, seed: int = 0) -> list[str]:

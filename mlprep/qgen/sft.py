@@ -4,50 +4,19 @@
 
 # %% ../../nbs/qgen/41_sft.ipynb #5f1210fe
 from __future__ import annotations
-import json, math, random, re, time
+import math, random, time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-import torch
-
-from ..core import atomic_write_json, cache_dir, get_device, get_logger, set_seed
-from ..config import Config, ConfigError, param
+from ..core import atomic_write_json, get_logger, set_seed
+from ..config import ConfigError, param
 from ..data.adapters import ADAPTERS, load_records
-from ..data.models import check_quantization, load_model, load_tokenizer, pick_backend, save_pretrained_dir
-from ..data.resolve import resolve_dataset, resolve_model
+from ..data.resolve import resolve_dataset
+from .common import (QgenTrainConfig, load_policy, log_history, open_run, stage_log, problem_topic, quiet_datasets, save_adapter,
+                                sft_prompt, trainer_args, training_setup)
 
 # %% auto #0
-__all__ = ['TOPIC_KEYWORDS', 'TOPICS', 'DIFFICULTIES', 'TINY_QGEN', 'LORA_TARGETS', 'problem_topic', 'sft_prompt',
-           'question_prompt', 'reasoning_conversation', 'mix_conversations', 'training_setup', 'tiny_qgen_base',
-           'resolve_qgen_model', 'is_adapter_dir', 'load_policy', 'save_adapter', 'QgenSFTConfig', 'trainer_args',
-           'quiet_datasets', 'last_checkpoint', 'log_history', 'conversation_batch', 'conversation_loss',
-           'load_sft_conversations', 'train_sft']
-
-# %% ../../nbs/qgen/41_sft.ipynb #85da8ef8
-TOPIC_KEYWORDS = {
-    'geometry': ['triangle', 'circle', 'angle', 'area', 'perimeter', 'rectangle', 'square', 'polygon', 'radius', 'ramp', 'side'],
-    'number theory': ['prime', 'divisible', 'remainder', 'divisor', 'gcd', 'lcm', 'digit', 'mod', 'multiple', 'factor'],
-    'combinatorics': ['how many ways', 'arranged', 'orders', 'combinations', 'choose', 'chosen', 'subsets', 'permutation', 'groups'],
-    'probability': ['probability', 'chance', 'random', 'expected', 'dice', 'coin'],
-    'calculus': ['derivative', 'integral', 'limit', 'maximum', 'minimum', 'rate of change'],
-    'algebra': [],
-}
-TOPICS = tuple(TOPIC_KEYWORDS)
-DIFFICULTIES = ('challenging', 'hard', 'olympiad-level')
-_TOPIC_RE = {t: re.compile(r'\b(' + '|'.join(map(re.escape, ws)) + r')', re.I) for t, ws in TOPIC_KEYWORDS.items() if ws}
-
-def problem_topic(problem: str) -> str:
-    "The topic of a problem: the first of `TOPIC_KEYWORDS` with a keyword in it, else 'algebra'."
-    return next((t for t, pat in _TOPIC_RE.items() if pat.search(problem)), 'algebra')
-
-def sft_prompt(topic: str) -> str:
-    "The original's request: 'Generate a challenging algebra problem:'."
-    return f'Generate a challenging {topic} problem:'
-
-def question_prompt(topic: str, difficulty: str = 'challenging') -> str:
-    "The GRPO / evaluation request for a problem of `topic` and `difficulty`."
-    return f'Generate a {difficulty} {topic} competition problem:'
+__all__ = ['reasoning_conversation', 'mix_conversations', 'QgenSFTConfig', 'load_sft_conversations', 'train_sft']
 
 # %% ../../nbs/qgen/41_sft.ipynb #cf593de6
 def reasoning_conversation(problem: str) -> list[dict]:
@@ -66,107 +35,10 @@ def mix_conversations(problems: list[str], chats: list[list[dict]], chat_share: 
     rng.shuffle(convs)
     return convs, dict(reasoning=len(reasoning), chat=len(chats), chat_share=round(len(chats) / max(1, len(convs)), 4))
 
-# %% ../../nbs/qgen/41_sft.ipynb #22c1cc9f
-def _has(mod: str) -> bool:
-    import importlib.util
-    return importlib.util.find_spec(mod) is not None
-
-def training_setup(device: str = 'auto', backend: str = 'auto', quantization: str = 'auto', optim: str = 'auto') -> dict:
-    "Backend, quantization, bf16 and optimizer for training on `device` ('auto': the original's on a GPU, float32 + AdamW elsewhere)."
-    dev = get_device(device)
-    backend = pick_backend(backend, dev)
-    cuda = dev.type == 'cuda'
-    if quantization == 'auto': quantization = '4bit' if backend == 'unsloth' else None
-    if quantization in ('none', 'None', ''): quantization = None
-    check_quantization(quantization)
-    bf16 = cuda and torch.cuda.is_bf16_supported()
-    if optim == 'auto': optim = 'adamw_8bit' if cuda and _has('bitsandbytes') else 'adamw_torch'
-    if optim in ('adamw_8bit', 'paged_adamw_8bit') and not (cuda and _has('bitsandbytes')):
-        raise ConfigError(f"optim='{optim}' needs a CUDA GPU and the bitsandbytes package; use optim='auto' or 'adamw_torch'")
-    s = dict(device=str(dev), backend=backend, quantization=quantization, bf16=bf16, dtype='bfloat16' if bf16 else 'float32', optim=optim)
-    why = '' if cuda else ' (no CUDA GPU: the original bf16 + adamw_8bit + 4-bit Unsloth settings need one)'
-    get_logger('qgen').info(f"training on {s['device']} with {backend}, {s['dtype']}, {optim}" +
-                            (f', {quantization} base' if quantization else '') + why)
-    return s
-
-# %% ../../nbs/qgen/41_sft.ipynb #1eedcbe2
-TINY_QGEN = ('tiny:qwen3', 'tiny:qwen2')
-
-def tiny_qgen_base(arch: str = 'qwen3', steps: int = 120, hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4,
-                   lr: float = 3e-3, seed: int = 0) -> str:
-    "A tiny `arch` model pretrained for `steps` on the demo text (full parameters), cached under `outputs/qgen/`; its folder."
-    import fcntl, hashlib
-    from mlprep.core import atomic_dir
-    from mlprep.data.tiny import ARCHS, demo_texts, demo_tokenizer, pack, tiny_model, train_lm
-    if arch not in ARCHS: raise ValueError(f"unknown tiny architecture '{arch}': use one of {', '.join(ARCHS)}")
-    settings = dict(arch=arch, steps=steps, hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads, lr=lr, seed=seed, v=2)
-    path = cache_dir()/'qgen'/f"tiny-{arch}-{hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]}"
-    if (path/'config.json').exists(): return str(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.parent/f'.{path.name}.lock', 'w') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)                               # another process may be training it: wait
-        if (path/'config.json').exists(): return str(path)
-        get_logger('qgen').info(f'pretraining the tiny {arch} base once ({steps} steps on the demo text) into {path}')
-        tok = demo_tokenizer()
-        model = tiny_model(arch, tok, hidden_size, num_layers, num_heads, seed=seed)
-        train_lm(model, pack(tok, demo_texts()), steps, seq_len=128, batch_size=16, lr=lr, seed=seed, desc=f'tiny {arch} base')
-        if arch == 'qwen3':
-            from mlprep.data.tiny import thinking_tokenizer
-            tok = thinking_tokenizer(tok)                             # a chat template that honours enable_thinking
-        save_pretrained_dir(model, tok, path)
-    return str(path)
-
-def resolve_qgen_model(name: str) -> str:
-    "`tiny:qwen3` / `tiny:qwen2` → a tiny pretrained model (made once); `tiny:theta` / `tiny:target` → the tiny pair; else `name`."
-    name = str(name)
-    if name in TINY_QGEN: return tiny_qgen_base(name.split(':')[1])
-    return resolve_model(name)
-
-def is_adapter_dir(path: str | Path) -> bool:
-    "Whether `path` is a folder holding a peft adapter (adapter_config.json)."
-    return (Path(path)/'adapter_config.json').exists()
-
-# %% ../../nbs/qgen/41_sft.ipynb #bd3fe5d2
-LORA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']
-
-def load_policy(model: str, setup: dict, lora_r: int = 32, lora_alpha: int = 32, lora_dropout: float = 0.0,
-                target_modules: list[str] | None = None, max_seq_length: int = 2048, trust_remote_code: bool = False):
-    "(model with a trainable LoRA adapter, tokenizer): a new adapter on `model`, or the adapter folder `model` reopened."
-    from peft import LoraConfig, PeftModel, get_peft_model
-    path = resolve_qgen_model(model)
-    adapter = path if is_adapter_dir(path) else None
-    base = json.loads((Path(path)/'adapter_config.json').read_text())['base_model_name_or_path'] if adapter else path
-    targets = list(target_modules or LORA_TARGETS)
-    tok = load_tokenizer(adapter or base, trust_remote_code=trust_remote_code, padding_side='left')
-    if setup['backend'] == 'unsloth':
-        from unsloth import FastLanguageModel
-        m, _ = FastLanguageModel.from_pretrained(adapter or base, max_seq_length=max_seq_length, dtype=None,
-                                                 load_in_4bit=setup['quantization'] == '4bit', trust_remote_code=trust_remote_code)
-        if not adapter:
-            m = FastLanguageModel.get_peft_model(m, r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-                                                 target_modules=targets, use_gradient_checkpointing='unsloth')
-        return m, tok
-    m = load_model(base, dtype=setup['dtype'], device=setup['device'], quantization=setup['quantization'], backend='hf',
-                   trust_remote_code=trust_remote_code)
-    names = {n.split('.')[-1] for n, _ in m.named_modules()}
-    missing = [t for t in targets if t not in names]
-    if missing and not adapter: raise ConfigError(f"target_modules {', '.join(missing)} are not modules of {base} "
-                                                  f"(it has e.g. {', '.join(sorted(n for n in names if n.endswith('proj'))[:8])})")
-    if adapter: m = PeftModel.from_pretrained(m, adapter, is_trainable=True)
-    else: m = get_peft_model(m, LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=targets,
-                                            task_type='CAUSAL_LM'))
-    m.train()
-    return m, tok
-
-def save_adapter(model, tokenizer, path: str | Path) -> str:
-    "Save the LoRA adapter (safetensors) and tokenizer into `path`, atomically."
-    return save_pretrained_dir(model, tokenizer, path)
-
 # %% ../../nbs/qgen/41_sft.ipynb #6f3e2b92
 @dataclass
-class QgenSFTConfig(Config):
+class QgenSFTConfig(QgenTrainConfig):
     "Questions-Gen stage 1: LoRA SFT on reasoning rows as problem requests mixed with chat rows."
-    model: str = param('tiny:qwen3', 'base model: hub name, local folder, tiny:qwen3, or an adapter folder to continue')
     reasoning_dataset: str = param('demo:openmathreasoning', 'reasoning rows (OpenMathReasoning format): hub name, local file, demo:NAME')
     reasoning_adapter: str = param('openmathreasoning', 'dataset adapter of the reasoning rows')
     chat_dataset: str = param('demo:finetome', 'chat rows (FineTome / ShareGPT format)')
@@ -179,84 +51,27 @@ class QgenSFTConfig(Config):
     learning_rate: float = param(2e-4, 'peak learning rate')
     lr_scheduler_type: str = param('linear', 'transformers scheduler name')
     warmup_steps: int = param(5, 'warmup steps')
-    lora_r: int = param(32, 'LoRA rank')
-    lora_alpha: int = param(32, 'LoRA alpha')
     lora_dropout: float = param(0.0, 'LoRA dropout')
-    target_modules: list[str] = param(LORA_TARGETS, 'modules that get LoRA')
     max_seq_length: int = param(2048, 'longest training sequence in tokens')
     assistant_only_loss: bool = param(True, 'train only on the assistant turns')
-    device: str = param('auto', 'auto, cpu, cuda, cuda:N')
-    backend: Literal['auto', 'hf', 'unsloth'] = param('auto', 'auto: unsloth on a CUDA GPU where installed, else transformers + peft')
-    quantization: str = param('auto', "base model quantization: auto (4bit with unsloth), none, 4bit, 8bit")
-    optim: str = param('auto', 'auto: adamw_8bit on a GPU with bitsandbytes, else adamw_torch')
     logging_steps: int = param(1, 'log the loss every this many steps')
-    save_steps: int = param(50, 'checkpoint every this many steps (a rerun resumes from the last one)')
-    seed: int = param(3407, 'random seed')
     output_dir: str = param('outputs/qgen_sft', 'where the adapter, tokenizer, logs and checkpoints go')
-    trust_remote_code: bool = param(False, 'allow model code from the hub (off by default)')
 
     def check(self):
+        super().check()
         for k in ('reasoning_adapter', 'chat_adapter'):
             if getattr(self, k) not in ADAPTERS: raise ConfigError(f"{k}='{getattr(self, k)}' is not one of {sorted(ADAPTERS)}")
         if not 0 <= self.chat_share < 1: raise ConfigError(f'chat_share={self.chat_share} must be in [0, 1)')
-        for k in ('max_steps', 'per_device_train_batch_size', 'gradient_accumulation_steps', 'lora_r', 'max_seq_length', 'save_steps'):
+        for k in ('max_steps', 'per_device_train_batch_size', 'gradient_accumulation_steps', 'max_seq_length'):
             if getattr(self, k) < 1: raise ConfigError(f'{k}={getattr(self, k)} must be at least 1')
         if self.learning_rate <= 0: raise ConfigError(f'learning_rate={self.learning_rate} must be positive')
-        if self.quantization not in ('auto', 'none', '4bit', '8bit'): raise ConfigError(f"quantization='{self.quantization}' is not one of auto, none, 4bit, 8bit")
 
-# %% ../../nbs/qgen/41_sft.ipynb #bc7bc5ab
-def trainer_args(config_cls, setup: dict, out: Path, **kw):
-    "A TRL `config_cls` (SFTConfig, GRPOConfig) for `setup`, checkpointing into `out/checkpoints`."
-    return config_cls(output_dir=str(out/'checkpoints'), bf16=setup['bf16'], fp16=False, optim=setup['optim'],
-                      use_cpu=setup['device'] == 'cpu', report_to='none', save_strategy='steps', save_total_limit=1,
-                      disable_tqdm=True, **kw)
-
-def quiet_datasets():
-    "No `datasets` progress bars when `MLPREP_PROGRESS=0`."
-    import os, datasets
-    if os.environ.get('MLPREP_PROGRESS', '1') == '0': datasets.disable_progress_bars()
-
-def last_checkpoint(out: Path) -> str | None:
-    "The newest checkpoint folder of an earlier (killed) run in `out/checkpoints`, if any."
-    from transformers.trainer_utils import get_last_checkpoint
-    ck = Path(out)/'checkpoints'
-    return get_last_checkpoint(str(ck)) if ck.is_dir() else None
-
-def log_history(trainer, path: Path) -> list[dict]:
-    "Write the trainer's per-step log (loss, lr, rewards ...) as JSON; return it."
-    hist = [h for h in trainer.state.log_history if 'step' in h]
-    atomic_write_json(path, hist)
-    return hist
-
-# %% ../../nbs/qgen/41_sft.ipynb #9777522c
-def conversation_batch(tok, conversations: list[list[dict]], max_length: int = 512, enable_thinking: bool = False):
-    "(input_ids, attention_mask, labels), right-padded, with labels only on each conversation's last reply."
-    ids, labels = [], []
-    for conv in conversations:
-        prefix = tok.apply_chat_template(conv[:-1], tokenize=False, add_generation_prompt=True, enable_thinking=enable_thinking)
-        full = tok.apply_chat_template(conv, tokenize=False)
-        p_ids = tok(prefix, add_special_tokens=False)['input_ids']
-        f_ids = tok(full, add_special_tokens=False)['input_ids'][:max_length]
-        ids.append(f_ids); labels.append([-100] * min(len(p_ids), len(f_ids)) + f_ids[len(p_ids):])
-    width = max(map(len, ids))
-    x = torch.tensor([i + [tok.pad_token_id] * (width - len(i)) for i in ids])
-    mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i in ids])
-    y = torch.tensor([l + [-100] * (width - len(l)) for l in labels])
-    return x, mask, y
-
-@torch.no_grad()
-def conversation_loss(model, tok, conversations: list[list[dict]], batch_size: int = 8) -> float:
-    "Mean next-token loss on the last replies of `conversations`."
-    was_training = model.training
-    model.eval()
-    total, n = 0.0, 0
-    for i in range(0, len(conversations), batch_size):
-        x, mask, y = conversation_batch(tok, conversations[i:i + batch_size])
-        k = int((y[:, 1:] != -100).sum())
-        total += model(input_ids=x.to(model.device), attention_mask=mask.to(model.device), labels=y.to(model.device)).loss.item() * k
-        n += k
-    model.train(was_training)
-    return total / max(1, n)
+    def sanity(self):
+        "`--sanity_check`: 16 reasoning rows, at most 8 steps of 4 micro-batches, a checkpoint every 4."
+        if not self.sanity_check: return self
+        return type(self).from_dict({**self.to_dict(), 'num_samples': min(self.num_samples or 16, 16), 'max_steps': min(self.max_steps, 8),
+                                     'gradient_accumulation_steps': min(self.gradient_accumulation_steps, 4),
+                                     'max_seq_length': min(self.max_seq_length, 512), 'save_steps': min(self.save_steps, 4)})
 
 # %% ../../nbs/qgen/41_sft.ipynb #17710ad2
 def load_sft_conversations(cfg: QgenSFTConfig) -> tuple[list, dict]:
@@ -268,36 +83,37 @@ def load_sft_conversations(cfg: QgenSFTConfig) -> tuple[list, dict]:
     counts['bad_rows'] = reasoning.bad.total + (chats.bad.total if chats else 0)
     return convs, counts
 
+# %% ../../nbs/qgen/41_sft.ipynb #1eedcbe2
 def train_sft(cfg: QgenSFTConfig) -> dict:
     "Stage 1: LoRA SFT; writes `adapter/` (adapter + tokenizer), `train_log.json`, `summary.json`, `log.txt` into `output_dir`."
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
     quiet_datasets()
-    out = Path(cfg.output_dir); out.mkdir(parents=True, exist_ok=True)
-    log = get_logger('qgen.sft', log_file=out/'log.txt')
-    cfg.save(out)
-    setup = training_setup(cfg.device, cfg.backend, cfg.quantization, cfg.optim)
-    set_seed(cfg.seed)
-    convs, counts = load_sft_conversations(cfg)
-    log.info(f"SFT data: {counts['reasoning']} reasoning + {counts['chat']} chat conversations ({counts['chat_share']:.0%} chat)")
-    model, tok = load_policy(cfg.model, setup, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules,
-                             cfg.max_seq_length, cfg.trust_remote_code)
-    args = trainer_args(SFTConfig, setup, out, per_device_train_batch_size=cfg.per_device_train_batch_size,
-                        gradient_accumulation_steps=cfg.gradient_accumulation_steps, max_steps=cfg.max_steps,
-                        learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_steps,
-                        logging_steps=cfg.logging_steps, save_steps=cfg.save_steps, seed=cfg.seed, max_length=cfg.max_seq_length,
-                        assistant_only_loss=cfg.assistant_only_loss, dataset_num_proc=None)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_dict({'messages': convs}), processing_class=tok)
-    resume = last_checkpoint(out)
-    if resume: log.info(f'resuming from {resume}')
-    t0 = time.time()
-    result = trainer.train(resume_from_checkpoint=resume)
-    hist = log_history(trainer, out/'train_log.json')
-    adapter = save_adapter(trainer.model, tok, out/'adapter')
-    losses = [h['loss'] for h in hist if 'loss' in h]
-    summary = dict(adapter=adapter, steps=trainer.state.global_step, train_loss=round(result.training_loss, 4),
-                   first_loss=losses[0] if losses else None, last_loss=losses[-1] if losses else None,
-                   seconds=round(time.time() - t0, 1), **counts, **{k: setup[k] for k in ('device', 'backend', 'dtype', 'optim')})
-    atomic_write_json(out/'summary.json', summary)
-    log.info(f"SFT done: {summary['steps']} steps, loss {summary['first_loss']} -> {summary['last_loss']}; adapter in {adapter}")
-    return summary
+    cfg, out = cfg.sanity(), Path(cfg.output_dir)
+    with stage_log('qgen.sft', out) as log:
+        setup = training_setup(cfg.device, cfg.backend, cfg.quantization, cfg.optim)
+        with open_run(cfg, setup, log) as run:
+            cfg.save(out)
+            set_seed(cfg.seed)
+            convs, counts = load_sft_conversations(cfg)
+            log.info(f"SFT data: {counts['reasoning']} reasoning + {counts['chat']} chat conversations ({counts['chat_share']:.0%} chat)")
+            model, tok = load_policy(cfg.model, setup, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules,
+                                     cfg.max_seq_length, cfg.trust_remote_code)
+            args = trainer_args(SFTConfig, setup, out, per_device_train_batch_size=cfg.per_device_train_batch_size,
+                                gradient_accumulation_steps=cfg.gradient_accumulation_steps, max_steps=cfg.max_steps,
+                                learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_steps,
+                                logging_steps=cfg.logging_steps, save_steps=cfg.save_steps, seed=cfg.seed, max_length=cfg.max_seq_length,
+                                assistant_only_loss=cfg.assistant_only_loss, dataset_num_proc=None)
+            trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_dict({'messages': convs}), processing_class=tok,
+                                 callbacks=run.callbacks)
+            t0 = time.time()
+            result = trainer.train(resume_from_checkpoint=run.checkpoint)
+            hist = log_history(trainer, out/'train_log.json')
+            adapter = save_adapter(trainer.model, tok, out/'adapter')
+            losses = [h['loss'] for h in hist if 'loss' in h]
+            summary = dict(adapter=adapter, steps=trainer.state.global_step, train_loss=round(result.training_loss, 4),
+                           first_loss=losses[0] if losses else None, last_loss=losses[-1] if losses else None,
+                           seconds=round(time.time() - t0, 1), **counts, **{k: setup[k] for k in ('device', 'backend', 'dtype', 'optim')})
+            atomic_write_json(out/'summary.json', summary)
+            log.info(f"SFT done: {summary['steps']} steps, loss {summary['first_loss']} -> {summary['last_loss']}; adapter in {adapter}")
+        return summary

@@ -10,13 +10,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlparse
 
+from fastcore.basics import patch
+
 from ..core import BadRows, JsonlWriter, get_logger, read_jsonl
-from ..config import ConfigError
 
 # %% auto #0
 __all__ = ['CRITERIA', 'EVALUATE_PROMPT', 'IMPROVE_PROMPT', 'VARIATIONS_PROMPT', 'JSON_REMINDER', 'LOCAL_HOSTS', 'parse_json',
-           'check_evaluation', 'check_variations', 'exchange_key', 'load_exchanges', 'TeacherError', 'Teacher',
-           'free_port', 'FaultProxy', 'scripted_reply', 'serve_teacher']
+           'check_evaluation', 'check_variations', 'exchange_key', 'load_exchanges', 'free_port', 'FaultProxy',
+           'scripted_reply', 'TeacherError', 'Teacher', 'serve_teacher']
 
 # %% ../../nbs/qgen/43_teacher.ipynb #e39affee
 _FENCE = re.compile(r'```(?:json)?\s*(.*?)```', re.S)
@@ -107,7 +108,94 @@ def load_exchanges(path: str | Path) -> dict[str, dict]:
         if rec.get('status') == 'ok' and 'key' in rec: out[rec['key']] = rec
     return out
 
-# %% ../../nbs/qgen/43_teacher.ipynb #3ba25dd3
+# %% ../../nbs/qgen/43_teacher.ipynb #f003a902
+def free_port() -> int:
+    "A free TCP port on the loopback interface."
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+# %% ../../nbs/qgen/43_teacher.ipynb #3285a7d2
+def _handler(proxy):
+    "The request handler class of `proxy`: answers, fails or stalls each request as it was told."
+    class H(BaseHTTPRequestHandler):
+        def log_message(self, *a): pass
+        def _send(self, code, obj, headers=None):
+            body = json.dumps(obj).encode()
+            try:
+                self.send_response(code); self.send_header('Content-Type', 'application/json')
+                self.send_header('Content-Length', str(len(body)))
+                for k, v in (headers or {}).items(): self.send_header(k, v)
+                self.end_headers(); self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError): pass
+        def do_GET(self):
+            if proxy.upstream: code, obj = proxy._forward('GET', self.path, None)
+            else: code, obj = 200, dict(object='list', data=[dict(id=m, object='model') for m in proxy.models])
+            self._send(code, obj)
+        def do_POST(self):
+            req = json.loads(self.rfile.read(int(self.headers.get('Content-Length', 0))) or b'{}')
+            with proxy.lock:
+                fault = proxy.faults.pop(0) if proxy.faults else None
+                proxy.seen.append(dict(path=self.path, fault=fault, request=req))
+            if fault == '429': return self._send(429, dict(error=dict(message='rate limited (injected)')), {'retry-after-ms': '50'})
+            if fault == '500': return self._send(500, dict(error=dict(message='server error (injected)')))
+            if fault == 'timeout': time.sleep(proxy.stall)
+            if proxy.upstream: code, obj = proxy._forward('POST', self.path, req)
+            else:
+                code, obj = 200, dict(id='x', object='chat.completion', created=0, model=req.get('model'),
+                                      choices=[dict(index=0, finish_reason='stop', message=dict(role='assistant', content=''))])
+            if code == 200 and obj.get('choices'):
+                msg = obj['choices'][0]['message']
+                if proxy.reply_fn is not None:
+                    r = proxy.reply_fn(req)
+                    if r is not None: msg['content'] = r
+                if fault == 'badjson': msg['content'] = '{"rigor": 4, "difficulty": 3, "innovation": 2, "clarity"'
+            self._send(code, obj)
+    return H
+
+# %% ../../nbs/qgen/43_teacher.ipynb #2e2ca0ec
+class FaultProxy:
+    "An OpenAI-compatible endpoint on loopback that injects faults: '429', '500', 'timeout', 'badjson', or passes through."
+    def __init__(self, upstream: str | None = None, faults: list | None = None, reply=None, stall: float = 3.0, models: list[str] | None = None):
+        self.upstream, self.faults, self.reply_fn, self.stall = upstream, list(faults or []), reply, stall
+        self.models, self.seen, self.lock = models or ['teacher'], [], threading.Lock()
+        self.port = free_port()
+        self.server = ThreadingHTTPServer(('127.0.0.1', self.port), _handler(self))
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str: return f'http://127.0.0.1:{self.port}/v1'
+
+    def _forward(self, method, path, req):
+        import urllib.request, urllib.error
+        data = json.dumps(req).encode() if req is not None else None
+        r = urllib.request.Request(self.upstream.rstrip('/').removesuffix('/v1') + path, data=data, method=method,
+                                   headers={'Content-Type': 'application/json'})
+        try:
+            with urllib.request.urlopen(r, timeout=120) as resp: return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as e: return e.code, json.loads(e.read() or b'{}')
+
+    def answered(self, kind_marker: str | None = None) -> int:
+        "How many chat requests were passed on to be answered (not failed by an injected 429/500)."
+        return sum(1 for s in self.seen if s['fault'] not in ('429', '500') and (kind_marker is None or kind_marker in json.dumps(s['request'])))
+
+    def __enter__(self): self.thread.start(); return self
+    def __exit__(self, *a): self.server.shutdown(); self.server.server_close()
+
+# %% ../../nbs/qgen/43_teacher.ipynb #8cfa37fe
+def scripted_reply(req: dict) -> str:
+    "A competent teacher's reply to our three prompts (for tests and the demo without a real teacher)."
+    text = req['messages'][0]['content']
+    q = text.split('Problem: ', 1)[-1].split('\n\nFeedback:')[0].strip()
+    if text.startswith('You are an expert judge'):
+        n = len(q.split())
+        return json.dumps(dict(rigor=3 + (n > 12), difficulty=2 + (n > 20), innovation=3, clarity=4, educational_value=4,
+                               feedback='State the conditions on every variable and ask for a proof.'))
+    if text.startswith('Improve this'): return f'Let n be a positive integer. {q} Prove that your answer is correct for every such n.'
+    if text.startswith('Write'): return json.dumps([f'In a new setting: {q}', f'With other numbers: {q}', f'In a real-world situation: {q}'])
+    return 'ok'
+
+# %% ../../nbs/qgen/43_teacher.ipynb #0272847b
 LOCAL_HOSTS = ('127.0.0.1', 'localhost', '::1', '0.0.0.0')
 
 class TeacherError(ConnectionError):
@@ -154,151 +242,75 @@ class Teacher:
     def close(self):
         if self.writer: self.writer.close()
 
-    def chat(self, kind: str, messages: list[dict], attempt: int = 0) -> str | None:
-        "The reply text to `messages` (from the log if this exact request was answered before); None after a transport failure."
-        import openai
-        params = dict(temperature=self.temperature, max_tokens=self.max_tokens)
-        key = exchange_key(kind, self.model, messages, params, attempt)
-        if key in self.done:
-            self.stats['cached'] += 1
-            return self.done[key]['reply']
-        t0 = time.time()
-        try:
-            r = self.client.chat.completions.create(model=self.model, messages=messages, **params)
-            reply = r.choices[0].message.content or ''
-        except (openai.APIConnectionError, openai.APITimeoutError, openai.RateLimitError, openai.InternalServerError,
-                openai.APIStatusError) as e:
-            self.stats['errors'] += 1; self._errors_in_row += 1
-            err = f'{e.__class__.__name__}: {str(e)[:300]}'
-            if self.writer: self.writer.write(dict(key=key, kind=kind, status='error', error=err, messages=messages, time=time.time()))
-            self.log.warning(f'teacher {kind}: failed after retries: {err}')
-            if isinstance(e, openai.NotFoundError) or (isinstance(e, openai.APIStatusError) and e.status_code in (400, 401, 403, 404, 422)):
-                raise TeacherError(f'the teacher at {self.base_url} rejected the request: {err}') from None
-            if self._errors_in_row >= self.max_consecutive_errors:
-                raise TeacherError(f'the teacher at {self.base_url} failed {self._errors_in_row} times in a row (last: {err}); '
-                                   f'everything answered so far is kept: rerun to resume') from None
-            return None
-        self._errors_in_row = 0
-        self.stats['asked'] += 1
-        rec = dict(key=key, kind=kind, status='ok', model=self.model, messages=messages, params=params, attempt=attempt,
-                   reply=reply, seconds=round(time.time() - t0, 3), time=time.time())
-        if self.writer: self.writer.write(rec)
-        self.done[key] = rec
-        return reply
+# %% ../../nbs/qgen/43_teacher.ipynb #ca5d4f5b
+@patch
+def chat(self: Teacher, kind: str, messages: list[dict], attempt: int = 0) -> str | None:
+    "The reply text to `messages` (from the log if this exact request was answered before); None after a transport failure."
+    import openai
+    params = dict(temperature=self.temperature, max_tokens=self.max_tokens)
+    key = exchange_key(kind, self.model, messages, params, attempt)
+    if key in self.done:
+        self.stats['cached'] += 1
+        return self.done[key]['reply']
+    t0 = time.time()
+    try:
+        r = self.client.chat.completions.create(model=self.model, messages=messages, **params)
+        reply = r.choices[0].message.content or ''
+    except (openai.APIConnectionError, openai.APITimeoutError, openai.RateLimitError, openai.InternalServerError,
+            openai.APIStatusError) as e:
+        self.stats['errors'] += 1; self._errors_in_row += 1
+        err = f'{e.__class__.__name__}: {str(e)[:300]}'
+        if self.writer: self.writer.write(dict(key=key, kind=kind, status='error', error=err, messages=messages, time=time.time()))
+        self.log.warning(f'teacher {kind}: failed after retries: {err}')
+        if isinstance(e, openai.NotFoundError) or (isinstance(e, openai.APIStatusError) and e.status_code in (400, 401, 403, 404, 422)):
+            raise TeacherError(f'the teacher at {self.base_url} rejected the request: {err}') from None
+        if self._errors_in_row >= self.max_consecutive_errors:
+            raise TeacherError(f'the teacher at {self.base_url} failed {self._errors_in_row} times in a row (last: {err}); '
+                               f'everything answered so far is kept: rerun to resume') from None
+        return None
+    self._errors_in_row = 0
+    self.stats['asked'] += 1
+    rec = dict(key=key, kind=kind, status='ok', model=self.model, messages=messages, params=params, attempt=attempt,
+               reply=reply, seconds=round(time.time() - t0, 3), time=time.time())
+    if self.writer: self.writer.write(rec)
+    self.done[key] = rec
+    return reply
 
-    def ask_json(self, kind: str, prompt: str, check) -> tuple[object | None, int]:
-        "A reply parsed and checked by `check`, asking again with a reminder up to `json_retries` times; (result or None, attempts)."
-        messages = [dict(role='user', content=prompt)]
-        for attempt in range(self.json_retries + 1):
-            reply = self.chat(kind, messages, attempt)
-            if reply is None: return None, attempt + 1
-            out = check(parse_json(reply))
-            if out is not None: return out, attempt + 1
-            self.stats['bad_json'] += 1
-            messages = messages + [dict(role='assistant', content=reply), dict(role='user', content=JSON_REMINDER)]
-        self.stats['failed'] += 1
-        self.log.warning(f'teacher {kind}: no valid JSON after {self.json_retries + 1} attempts; recorded as failed')
-        return None, self.json_retries + 1
+# %% ../../nbs/qgen/43_teacher.ipynb #9667b87f
+@patch
+def ask_json(self: Teacher, kind: str, prompt: str, check) -> tuple[object | None, int]:
+    "A reply parsed and checked by `check`, asking again with a reminder up to `json_retries` times; (result or None, attempts)."
+    messages = [dict(role='user', content=prompt)]
+    for attempt in range(self.json_retries + 1):
+        reply = self.chat(kind, messages, attempt)
+        if reply is None: return None, attempt + 1
+        out = check(parse_json(reply))
+        if out is not None: return out, attempt + 1
+        self.stats['bad_json'] += 1
+        messages = messages + [dict(role='assistant', content=reply), dict(role='user', content=JSON_REMINDER)]
+    self.stats['failed'] += 1
+    self.log.warning(f'teacher {kind}: no valid JSON after {self.json_retries + 1} attempts; recorded as failed')
+    return None, self.json_retries + 1
 
-    # --- the original's three calls
-    def evaluate(self, question: str) -> dict | None:
-        "Scores 1-5 for rigor, difficulty, innovation, clarity, educational value; `overall_score`; `feedback`. None if it failed."
-        out, _ = self.ask_json('evaluate', EVALUATE_PROMPT.format(question=question), check_evaluation)
-        return out
+@patch
+def evaluate(self: Teacher, question: str) -> dict | None:
+    "Scores 1-5 for rigor, difficulty, innovation, clarity, educational value; `overall_score`; `feedback`. None if it failed."
+    out, _ = self.ask_json('evaluate', EVALUATE_PROMPT.format(question=question), check_evaluation)
+    return out
 
-    def improve(self, question: str, feedback: str = '') -> str | None:
-        "The teacher's improved version of `question` (None if it failed or was empty)."
-        reply = self.chat('improve', [dict(role='user', content=IMPROVE_PROMPT.format(question=question, feedback=feedback or 'none'))])
-        reply = _THINK.sub('', reply or '').strip()
-        if not reply: self.stats['failed'] += 1
-        return reply or None
+@patch
+def improve(self: Teacher, question: str, feedback: str = '') -> str | None:
+    "The teacher's improved version of `question` (None if it failed or was empty)."
+    reply = self.chat('improve', [dict(role='user', content=IMPROVE_PROMPT.format(question=question, feedback=feedback or 'none'))])
+    reply = _THINK.sub('', reply or '').strip()
+    if not reply: self.stats['failed'] += 1
+    return reply or None
 
-    def generate_variations(self, question: str, n: int = 3) -> list[str]:
-        "Up to `n` variations of `question` ([] if it failed)."
-        out, _ = self.ask_json('variations', VARIATIONS_PROMPT.format(question=question, n=n), lambda o: check_variations(o, n))
-        return out or []
-
-# %% ../../nbs/qgen/43_teacher.ipynb #20576b7f
-def free_port() -> int:
-    "A free TCP port on the loopback interface."
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
-
-class FaultProxy:
-    "An OpenAI-compatible endpoint on loopback that injects faults: '429', '500', 'timeout', 'badjson', or passes through."
-    def __init__(self, upstream: str | None = None, faults: list | None = None, reply=None, stall: float = 3.0, models: list[str] | None = None):
-        self.upstream, self.faults, self.reply_fn, self.stall = upstream, list(faults or []), reply, stall
-        self.models, self.seen, self.lock = models or ['teacher'], [], threading.Lock()
-        proxy = self
-        class H(BaseHTTPRequestHandler):
-            def log_message(self, *a): pass
-            def _send(self, code, obj, headers=None):
-                body = json.dumps(obj).encode()
-                try:
-                    self.send_response(code); self.send_header('Content-Type', 'application/json')
-                    self.send_header('Content-Length', str(len(body)))
-                    for k, v in (headers or {}).items(): self.send_header(k, v)
-                    self.end_headers(); self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError): pass
-            def do_GET(self):
-                if proxy.upstream: code, obj = proxy._forward('GET', self.path, None)
-                else: code, obj = 200, dict(object='list', data=[dict(id=m, object='model') for m in proxy.models])
-                self._send(code, obj)
-            def do_POST(self):
-                req = json.loads(self.rfile.read(int(self.headers.get('Content-Length', 0))) or b'{}')
-                with proxy.lock:
-                    fault = proxy.faults.pop(0) if proxy.faults else None
-                    proxy.seen.append(dict(path=self.path, fault=fault, request=req))
-                if fault == '429': return self._send(429, dict(error=dict(message='rate limited (injected)')), {'retry-after-ms': '50'})
-                if fault == '500': return self._send(500, dict(error=dict(message='server error (injected)')))
-                if fault == 'timeout': time.sleep(proxy.stall)
-                if proxy.upstream: code, obj = proxy._forward('POST', self.path, req)
-                else:
-                    code, obj = 200, dict(id='x', object='chat.completion', created=0, model=req.get('model'),
-                                          choices=[dict(index=0, finish_reason='stop', message=dict(role='assistant', content=''))])
-                if code == 200 and obj.get('choices'):
-                    msg = obj['choices'][0]['message']
-                    if proxy.reply_fn is not None:
-                        r = proxy.reply_fn(req)
-                        if r is not None: msg['content'] = r
-                    if fault == 'badjson': msg['content'] = '{"rigor": 4, "difficulty": 3, "innovation": 2, "clarity"'
-                self._send(code, obj)
-        self.port = free_port()
-        self.server = ThreadingHTTPServer(('127.0.0.1', self.port), H)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str: return f'http://127.0.0.1:{self.port}/v1'
-
-    def _forward(self, method, path, req):
-        import urllib.request, urllib.error
-        data = json.dumps(req).encode() if req is not None else None
-        r = urllib.request.Request(self.upstream.rstrip('/').removesuffix('/v1') + path, data=data, method=method,
-                                   headers={'Content-Type': 'application/json'})
-        try:
-            with urllib.request.urlopen(r, timeout=120) as resp: return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as e: return e.code, json.loads(e.read() or b'{}')
-
-    def answered(self, kind_marker: str | None = None) -> int:
-        "How many chat requests were passed on to be answered (not failed by an injected 429/500)."
-        return sum(1 for s in self.seen if s['fault'] not in ('429', '500') and (kind_marker is None or kind_marker in json.dumps(s['request'])))
-
-    def __enter__(self): self.thread.start(); return self
-    def __exit__(self, *a): self.server.shutdown(); self.server.server_close()
-
-# %% ../../nbs/qgen/43_teacher.ipynb #3285a7d2
-def scripted_reply(req: dict) -> str:
-    "A competent teacher's reply to our three prompts (for tests and the demo without a real teacher)."
-    text = req['messages'][0]['content']
-    q = text.split('Problem: ', 1)[-1].split('\n\nFeedback:')[0].strip()
-    if text.startswith('You are an expert judge'):
-        n = len(q.split())
-        return json.dumps(dict(rigor=3 + (n > 12), difficulty=2 + (n > 20), innovation=3, clarity=4, educational_value=4,
-                               feedback='State the conditions on every variable and ask for a proof.'))
-    if text.startswith('Improve this'): return f'Let n be a positive integer. {q} Prove that your answer is correct for every such n.'
-    if text.startswith('Write'): return json.dumps([f'In a new setting: {q}', f'With other numbers: {q}', f'In a real-world situation: {q}'])
-    return 'ok'
+@patch
+def generate_variations(self: Teacher, question: str, n: int = 3) -> list[str]:
+    "Up to `n` variations of `question` ([] if it failed)."
+    out, _ = self.ask_json('variations', VARIATIONS_PROMPT.format(question=question, n=n), lambda o: check_variations(o, n))
+    return out or []
 
 # %% ../../nbs/qgen/43_teacher.ipynb #8cfa37fe
 @contextmanager

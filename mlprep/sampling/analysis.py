@@ -58,6 +58,7 @@ def _check_file(path, records: list) -> None:
         raise ValueError(f'{path}: no diagnostics fields ({", ".join(LEGACY_FIELDS)}) in {len(records)} record(s): is this the data file? '
                          'The diagnostics are in OUTPUT.diagnostics.jsonl (mlprep datagen --save_diagnostics)')
 
+# %% ../../nbs/sampling/12_analysis.ipynb #7fce5806
 def load_diagnostics(path: str | Path | list, token_fields: tuple | None = ('alpha_tokens',),
                      bad: BadRows | None = None) -> pd.DataFrame:
     "One row per sample of a diagnostics JSONL file (or files: a list or glob of shards), sorted by `sample_idx`."
@@ -138,6 +139,7 @@ def range_share(values, lo: float, hi: float) -> dict:
     inside = int(((v >= lo) & (v <= hi)).sum())
     return dict(n=int(len(v)), inside=inside, share=inside / len(v) if len(v) else None)
 
+# %% ../../nbs/sampling/12_analysis.ipynb #eb268df5
 def summarize(df: pd.DataFrame) -> dict:
     "Count, per-metric statistics, shares inside `EXPECTED_RANGES`, α methods, finish reasons and lengths of a diagnostics DataFrame."
     out: dict = dict(count=int(len(df)))
@@ -375,6 +377,7 @@ def _method_labels(groups: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
         return {str(m[0]): df for m, df in zip(methods, groups.values())}
     return groups
 
+# %% ../../nbs/sampling/12_analysis.ipynb #f2e32774
 COMPARE_COLUMNS = ('samples', 'alpha_mean', 'alpha_in_range', 'ess_ratio_mean', 'ess_ratio_p50', 'ess_ratio_in_range',
                    'kl_theta_mean', 'kl_t_mean', 'kl_gap_mean', 'kl_gap_in_range', 'n_tokens_mean', 'eos_share')
 
@@ -425,6 +428,7 @@ class AnalyzeConfig(Config):
             try: load_diagnostics(spec)                       # the same errors here as in the run, before it starts
             except (FileNotFoundError, ValueError) as e: raise ConfigError(f'diagnostics: {e}') from None
 
+# %% ../../nbs/sampling/12_analysis.ipynb #1acadc4b
 def run_analysis(cfg: AnalyzeConfig) -> dict:
     "Run the analyze job: one entry → `analyze`; several → `compare` plus an `analyze` of each into `output_dir/LABEL/`."
     out = Path(cfg.output_dir)

@@ -4,8 +4,7 @@
 
 # %% ../../nbs/sampling/14_datagen.ipynb #1baae468
 from __future__ import annotations
-import fcntl, hashlib, json, os, re, socket, sys, time
-from contextlib import contextmanager
+import hashlib, json, os, re, time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -13,8 +12,9 @@ from typing import Literal
 
 import torch
 
-from ..core import JsonlWriter, UserError, atomic_write_json, atomic_write_text, get_device, get_dtype, get_logger, progress, read_jsonl, set_seed
+from ..core import JsonlWriter, atomic_write_json, atomic_write_text, get_device, get_dtype, get_logger, progress, read_jsonl, set_seed
 from ..config import Config, ConfigError, param
+from ..runs import OutputInUse, output_lock
 from ..data.adapters import ADAPTERS, load_records
 from ..data.models import load_model, load_tokenizer, max_positions
 from ..data.resolve import resolve_dataset, resolve_model
@@ -23,10 +23,10 @@ from .decode import (check_tokenizers, decode_completions, encode_prompt_pair, e
                                     generate_mixture_adapters)
 
 # %% auto #0
-__all__ = ['DATA_SETTINGS', 'TARGET_ADAPTER', 'DatagenConfig', 'side_path', 'diagnostics_path', 'shard_path', 'OutputInUse',
-           'output_lock', 'data_settings', 'check_settings', 'sample_seed', 'open_writers', 'check_embeddings',
-           'load_pair', 'prompt_limit', 'plan_prompts', 'check_output', 'generate_dataset', 'merge_shards',
-           'merge_main', 'demo_step']
+__all__ = ['DATA_SETTINGS', 'NEW_SETTINGS', 'TARGET_ADAPTER', 'DatagenConfig', 'side_path', 'diagnostics_path', 'shard_path',
+           'data_settings', 'check_settings', 'sample_seed', 'open_writers', 'check_embeddings', 'load_pair',
+           'prompt_limit', 'plan_prompts', 'sample_index', 'expand_samples', 'check_output', 'generate_dataset',
+           'merge_shards', 'merge_main', 'demo_step']
 
 # %% ../../nbs/sampling/14_datagen.ipynb #412d5b09
 def _parse_field_map(value) -> dict:
@@ -55,7 +55,8 @@ class DatagenConfig(Config, SamplingParams):
     split: str = param('train', 'split of a hub dataset')
     output: str = param('outputs/datagen/generated.jsonl', 'output JSONL (diagnostics go to OUTPUT.diagnostics.jsonl)')
     num_samples: int | None = param(None, 'number of prompts to use (default: all)')
-    batch_size: int = param(4, 'prompts per batch')
+    num_samples_per_prompt: int = param(1, 'responses sampled per prompt, each from its own random stream; with more than 1 the records also carry prompt_idx, response_idx and answer')
+    batch_size: int = param(4, 'samples per batch (the responses of one prompt are neighbours in it)')
     max_new_tokens: int = param(512, 'longest response in tokens')
     max_prompt_tokens: int = param(1024, 'prompts longer than this (in either model\'s tokens) are handled by long_prompts')
     long_prompts: Literal['truncate', 'skip', 'refuse'] = param('truncate', 'a prompt over max_prompt_tokens or the models\' positions: truncate from the left (keep the end), skip it, or refuse the run before generating')
@@ -75,7 +76,7 @@ class DatagenConfig(Config, SamplingParams):
         except ValueError as e: raise ConfigError(str(e)) from None
         self.field_map = _parse_field_map(self.field_map)
         if self.dataset_adapter not in ADAPTERS: raise ConfigError(f"dataset_adapter='{self.dataset_adapter}' is not one of {sorted(ADAPTERS)}")
-        for k in ('batch_size', 'max_new_tokens', 'max_prompt_tokens', 'num_shards'):
+        for k in ('batch_size', 'max_new_tokens', 'max_prompt_tokens', 'num_shards', 'num_samples_per_prompt'):
             if getattr(self, k) < 1: raise ConfigError(f'{k}={getattr(self, k)} must be at least 1')
         if self.num_samples is not None and self.num_samples < 1: raise ConfigError(f'num_samples={self.num_samples} must be at least 1 (or unset: all)')
         if self.shard_index is not None and not 0 <= self.shard_index < self.num_shards:
@@ -104,48 +105,17 @@ def shard_path(output: str | Path, shard: int, num_shards: int) -> Path:
     p = Path(output)
     return p if num_shards == 1 else p.with_name(f'{p.stem}.shard-{shard}-of-{num_shards}{p.suffix or ".jsonl"}')
 
-# %% ../../nbs/sampling/14_datagen.ipynb #5b0c0002
-class OutputInUse(UserError):
-    "Another live process holds the output's lock."
-
-@contextmanager
-def output_lock(output: str | Path):
-    "Hold the exclusive lock of `output` (`OUTPUT.lock`); yields a dict in which setting `started=True` keeps the files on error."
-    output = Path(output)
-    made = [p for p in [output.parent, *output.parent.parents] if not p.exists()]
-    output.parent.mkdir(parents=True, exist_ok=True)
-    path = output.with_name(output.name + '.lock')
-    new = not path.exists()
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 4096, 0).decode('utf-8', 'replace').strip() or 'another process'
-        os.close(fd)
-        raise OutputInUse(f'{output} is being written by {holder}; wait for it to finish, or choose another output') from None
-    state = dict(started=False)
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%H:%M:%S')} ({' '.join(sys.argv[:6])[:300]})".encode(), 0)
-        yield state
-    except BaseException:
-        if not state['started']:
-            if new: path.unlink(missing_ok=True)
-            for p in made:
-                try: p.rmdir()
-                except OSError: break
-        raise
-    finally: os.close(fd)
-
 # %% ../../nbs/sampling/14_datagen.ipynb #5b0c0004
 DATA_SETTINGS = ('model_theta', 'model_t', 'dataset', 'dataset_adapter', 'field_map', 'split', 'num_samples', *SamplingParams.keys(),
                  'max_new_tokens', 'max_prompt_tokens', 'long_prompts', 'theta_chat_template', 'target_chat_template', 'dtype',
                  'seed', 'num_shards', 'save_token_logprobs')
+NEW_SETTINGS = {'num_samples_per_prompt': 1}  # settings added later: stored only when not their default, so older outputs still resume
 
 def data_settings(cfg: DatagenConfig) -> dict:
     "The settings that define the data `cfg` generates."
     d = cfg.to_dict()
     d['model_t'] = d['model_t'] or d['model_theta']
-    return {k: d[k] for k in DATA_SETTINGS}
+    return {k: d[k] for k in DATA_SETTINGS} | {k: d[k] for k, default in NEW_SETTINGS.items() if d[k] != default}
 
 def check_settings(output: Path, settings: dict) -> dict | None:
     "The stored settings of `output` (None for a new output); raise `ConfigError` if they differ from `settings`."
@@ -157,8 +127,8 @@ def check_settings(output: Path, settings: dict) -> dict | None:
         return None
     try: stored = json.loads(path.read_text())
     except json.JSONDecodeError as e: raise ConfigError(f'{path}: not valid JSON ({e}); delete the output and its side files to start over') from None
-    old = stored.get('settings', {})
-    diff = [f'{k}: {old.get(k)!r} → {settings.get(k)!r}' for k in settings if old.get(k) != settings.get(k)]
+    old, new = NEW_SETTINGS | stored.get('settings', {}), NEW_SETTINGS | settings
+    diff = [f'{k}: {old.get(k)!r} → {new.get(k)!r}' for k in new if old.get(k) != new.get(k)]
     if diff: raise ConfigError(f'{output} was made with other settings ({"; ".join(diff)}); rerun with the same settings to resume, '
                                'or write to another --output (or delete it and its side files) to start a fresh file')
     return stored
@@ -204,6 +174,7 @@ def _adapter_base(path: str) -> str | None:
 def _same_model(a: str, b: str) -> bool:
     return a == b or (Path(a).exists() and Path(b).exists() and Path(a).resolve() == Path(b).resolve())
 
+# %% ../../nbs/sampling/14_datagen.ipynb #a53f0293
 def check_embeddings(model, tokenizer, name: str) -> None:
     "Refuse a model whose input embedding table is smaller than its tokenizer."
     rows, tokens = model.get_input_embeddings().num_embeddings, len(tokenizer)
@@ -258,11 +229,23 @@ def plan_prompts(cfg: DatagenConfig, prompts: list, tok_theta, tok_target, limit
                 len(encode_prompts(tok_target, [prompt], cfg.target_chat_template)['input_ids'][0]))
         if n <= limit: keep.append((idx, prompt)); continue
         if cfg.long_prompts == 'refuse':
-            raise ConfigError(f'sample_idx {idx}: the prompt has {n} tokens, more than the {limit} allowed (max_prompt_tokens={cfg.max_prompt_tokens}, '
+            what = 'sample_idx' if cfg.num_samples_per_prompt == 1 else 'prompt_idx'
+            raise ConfigError(f'{what} {idx}: the prompt has {n} tokens, more than the {limit} allowed (max_prompt_tokens={cfg.max_prompt_tokens}, '
                               f'max_new_tokens={cfg.max_new_tokens} and the models\' positions); use --long_prompts truncate or skip')
         if cfg.long_prompts == 'skip': skipped[idx] = f'prompt of {n} tokens > {limit}'
         else: keep.append((idx, prompt)); truncated += 1
     return keep, skipped, truncated
+
+# %% ../../nbs/sampling/14_datagen.ipynb #8888589f
+def sample_index(prompt_idx: int, response_idx: int, k: int) -> int:
+    "The sample_idx of response `response_idx` of prompt `prompt_idx` when each prompt gets `k` responses."
+    return prompt_idx * k + response_idx
+
+def expand_samples(prompts: list, k: int, answers: dict) -> list[tuple[int, str, dict]]:
+    "(sample_idx, prompt, fields for its record) for the `k` responses of each (prompt_idx, prompt); no fields when k = 1."
+    if k == 1: return [(i, p, {}) for i, p in prompts]
+    return [(sample_index(i, r, k), p, dict(prompt_idx=i, response_idx=r, answer=answers.get(i)))
+            for i, p in prompts for r in range(k)]
 
 # %% ../../nbs/sampling/14_datagen.ipynb #5b0c0011
 def check_output(output: Path, dataset: str) -> None:
@@ -297,6 +280,7 @@ def generate_dataset(cfg: DatagenConfig) -> dict:
     recs = load_records(dataset, adapter=cfg.dataset_adapter, kind='prompt', num_samples=cfg.num_samples,
                         seed=cfg.seed, split=cfg.split, field_map=cfg.field_map or None)
     prompts = [(i, r['prompt']) for i, r in enumerate(recs.records) if i % cfg.num_shards == shard]
+    k = cfg.num_samples_per_prompt
     settings = data_settings(cfg)
     with output_lock(out) as lock:
         stored = check_settings(out, settings)
@@ -309,11 +293,14 @@ def generate_dataset(cfg: DatagenConfig) -> dict:
         lock['started'] = True                                                  # from here on the files stay
         atomic_write_json(side_path(out, 'settings'), dict(settings=settings, save_diagnostics=save_diagnostics))
         atomic_write_json(side_path(out, 'plan'), dict(num_prompts=len(recs.records), num_shards=cfg.num_shards, shard=shard,
-                                                       samples=[i for i, _ in prompts], skipped={str(i): r for i, r in skipped.items()}))
+                                                       samples=[sample_index(i, r, k) for i, _ in prompts for r in range(k)],
+                                                       skipped={str(sample_index(i, r, k)): why for i, why in skipped.items() for r in range(k)},
+                                                       **({'num_samples_per_prompt': k} if k > 1 else {})))
         data_w, diag_w = open_writers(out, save_diagnostics)
-        summary = _generate(cfg, keep, data_w, diag_w, theta, target, tok_theta, tok_target, vocab, limit, log)
+        samples = expand_samples(keep, k, {i: r.get('answer') for i, r in enumerate(recs.records)})
+        summary = _generate(cfg, samples, data_w, diag_w, theta, target, tok_theta, tok_target, vocab, limit, log)
     summary = dict(output=str(out), diagnostics=str(diagnostics_path(out)) if save_diagnostics else None, shard=shard,
-                   num_shards=cfg.num_shards, prompts=len(prompts), skipped=len(skipped), truncated=truncated,
+                   num_shards=cfg.num_shards, prompts=len(prompts), num_samples_per_prompt=k, skipped=len(skipped), truncated=truncated,
                    long_prompts=len(skipped) + truncated, bad_rows=recs.bad.total, bad_by_reason=dict(recs.bad.counts), **summary)
     atomic_write_json(side_path(out, 'summary'), summary)
     log.info(f"datagen: {summary['generated']} samples, {summary['tokens']} tokens in {summary['seconds']} s -> {out}")
@@ -327,24 +314,25 @@ def _generate(cfg, keep, data_w, diag_w, theta, target, tok_theta, tok_target, v
         generate = partial(generate_mixture_adapters, theta, target_adapter=TARGET_ADAPTER)
     else: generate = partial(generate_mixture, theta, target)
     batches = [keep[b:b + cfg.batch_size] for b in range(0, len(keep), cfg.batch_size)]
-    done = sum(i in data_w.done for i, _ in keep)
+    done = sum(i in data_w.done for i, _, _ in keep)
     log.info(f'{len(keep)} samples planned in shard {cfg.shard}/{cfg.num_shards}; {done} already written; {len(keep) - done} to generate')
     counts, t0 = dict(resumed=done, generated=0, tokens=0), time.time()
     bar = progress(total=len(keep), initial=done, desc=f'datagen ({cfg.alpha_method})', unit='sample')
     try:
         for batch in batches:
-            if all(i in data_w.done for i, _ in batch): continue
-            tb, pb, _ = encode_prompt_pair(tok_theta, tok_target, [p for _, p in batch], cfg.theta_chat_template,
+            if all(i in data_w.done for i, _, _ in batch): continue
+            tb, pb, _ = encode_prompt_pair(tok_theta, tok_target, [p for _, p, _ in batch], cfg.theta_chat_template,
                                            cfg.target_chat_template, limit, 'truncate')
-            gens = [torch.Generator(device=theta.device).manual_seed(sample_seed(cfg.seed, i)) for i, _ in batch]
+            gens = [torch.Generator(device=theta.device).manual_seed(sample_seed(cfg.seed, i)) for i, _, _ in batch]
             res = generate(_model_inputs(tb, theta.device), _model_inputs(pb, target.device), cfg.sampling,
                            max_new_tokens=cfg.max_new_tokens, eos_token_ids=eos, pad_token_id=tok_theta.pad_token_id,
                            vocab_size=vocab, generator=gens, return_token_logprobs=cfg.save_token_logprobs)
-            for row, ((idx, prompt), text) in enumerate(zip(batch, decode_completions(tok_theta, res))):
+            for row, ((idx, prompt, fields), text) in enumerate(zip(batch, decode_completions(tok_theta, res))):
                 if idx in data_w.done: continue
-                if diag_w is not None: diag_w.write({'sample_idx': idx, 'alpha_method': cfg.alpha_method, **res.samples[row]})
+                ids = {k: fields[k] for k in ('prompt_idx', 'response_idx') if k in fields}
+                if diag_w is not None: diag_w.write({'sample_idx': idx, **ids, 'alpha_method': cfg.alpha_method, **res.samples[row]})
                 data_w.write({'messages': [{'role': 'user', 'content': prompt}, {'role': 'assistant', 'content': text.strip()}],
-                              'sample_idx': idx})
+                              'sample_idx': idx, **fields})
                 counts['generated'] += 1; counts['tokens'] += int(res.lengths[row]); bar.update(1)
             dt = max(time.time() - t0, 1e-9)
             bar.set_postfix(samples_s=f"{counts['generated'] / dt:.2f}", tokens_s=f"{counts['tokens'] / dt:.1f}")
@@ -388,6 +376,9 @@ def merge_shards(output: str | Path, num_shards: int) -> dict:
     output = Path(output)
     plans = _plans(output, num_shards)
     total = next(iter(plans.values()))['num_prompts']
+    ks = {p.get('num_samples_per_prompt', 1) for p in plans.values()}
+    if len(ks) > 1: raise ValueError(f'{output}: the shards were run with different num_samples_per_prompt ({sorted(ks)}); rerun them with one value')
+    per = ks.pop()                                                              # responses per prompt
     kinds = [('data', lambda p: p)] + ([('diagnostics', diagnostics_path)] if any(
         diagnostics_path(shard_path(output, k, num_shards)).exists() for k in range(num_shards)) else [])
     merged, result = {}, {}
@@ -395,7 +386,7 @@ def merge_shards(output: str | Path, num_shards: int) -> dict:
         recs, seen, missing = [], {}, {}
         for k in range(num_shards):
             plan = plans.get(k)
-            allowed = set(plan['samples']) if plan else {i for i in range(total) if i % num_shards == k}
+            allowed = set(plan['samples']) if plan else {sample_index(i, r, per) for i in range(total) if i % num_shards == k for r in range(per)}
             expected = allowed - {int(i) for i in (plan or {}).get('skipped', {})}
             recs += _read_shard(path_of(shard_path(output, k, num_shards)), allowed, seen, kind)
             lost = sorted(expected - set(seen))

@@ -298,6 +298,7 @@ def _pad_left(batch: dict, width: int) -> dict:
     return dict(input_ids=torch.cat([ids.new_zeros(ids.shape[0], extra), ids], 1),
                 attention_mask=torch.cat([mask.new_zeros(mask.shape[0], extra), mask], 1))
 
+# %% ../../nbs/sampling/11_decode.ipynb #b6beaf29
 class _OneModelTwoAdapters:
     "π_θ and π_t as two adapters of one peft model: π_θ's rows then π_t's rows in one batch, one forward, one KV cache."
     def __init__(self, model, theta_batch: dict, target_batch: dict, theta_adapter: str, target_adapter: str,

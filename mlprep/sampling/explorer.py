@@ -83,6 +83,7 @@ def draw_bars(ax, info: dict, label_chars: int = 12):
     ax.set_ylabel('probability'); ax.legend(fontsize=7)
     ax.set_title(f"KL(q‖π_θ)={info['kl_theta']:.3f}  KL(q‖π_t)={info['kl_t']:.3f}  ESS ratio={info['ess_ratio']:.3f}", fontsize=9)
 
+# %% ../../nbs/sampling/13_explorer.ipynb #b180abe8
 def alpha_marks(curves, info: dict, marks=None):
     "Mark the current α on the curves axis (a red line and the two KLs), moving `marks` if given; returns the marks."
     a, kl = info['alpha'], [info['kl_theta'], info['kl_t']]
@@ -246,6 +247,7 @@ def image(self: Explorer):
     from IPython.display import Image
     return Image(self.png())
 
+# %% ../../nbs/sampling/13_explorer.ipynb #5f57df0d
 def _visible(text: str) -> str:
     "HTML of a token's text, whitespace made visible: a newline as ⏎ (and a line break), spaces as ␣ when nothing else is there."
     if text.strip() == '': text = text.replace(' ', '␣').replace('\t', '⇥')
@@ -263,6 +265,7 @@ def text_html(self: Explorer, rows: dict | None = None) -> str:
             f"<small style='color:gray'>continuation</small>\n{before}"
             f"<b style='background:#ffd24d;outline:1px solid #c90'>{nxt}</b></div>")
 
+# %% ../../nbs/sampling/13_explorer.ipynb #0d696043
 @patch
 def _render(self: Explorer, rows):
     ui, info = self._ui, self.info

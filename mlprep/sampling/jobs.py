@@ -8,10 +8,12 @@ __all__ = ['JOBS', 'DEMO_STEPS']
 # %% ../../nbs/sampling/19_jobs.ipynb #19a0b004
 JOBS = [
     dict(name='datagen', config='mlprep.sampling.datagen:DatagenConfig', run='mlprep.sampling.datagen:generate_dataset',
-         notebook='datagen.ipynb', description='sample responses from q* = π_θ^α·π_t^(1−α): chat JSONL + diagnostics, resumable, shardable'),
+         notebook='datagen.ipynb', description='sample responses from q* = π_θ^α·π_t^(1−α): chat JSONL + diagnostics, resumable, shardable',
+         outputs={'generated': 'generated.jsonl', 'diagnostics': 'generated.diagnostics.jsonl'}),
     dict(name='diagnostics', command='analyze', config='mlprep.sampling.analysis:AnalyzeConfig', run='mlprep.sampling.analysis:run_analysis',
          cli='mlprep.sampling.analysis:analyze_main', notebook='diagnostics.ipynb',
-         description='summarise, plot and compare datagen diagnostics files (mlprep analyze FILE ... --output_dir DIR)'),
+         description='summarise, plot and compare datagen diagnostics files (mlprep analyze FILE ... --output_dir DIR)',
+         outputs={'summary': 'summary.json'}),
     dict(name='merge', config=None, run=None, cli='mlprep.sampling.datagen:merge_main', notebook=None,
          description='merge the shards of a datagen run: mlprep merge OUTPUT --num_shards N (refuses if any sample is missing)'),
 ]

@@ -30,6 +30,7 @@ def _logsumexp(x: torch.Tensor) -> torch.Tensor:
 
 def _log_softmax(x: torch.Tensor) -> torch.Tensor: return x - _logsumexp(x)[..., None]
 
+# %% ../../nbs/sampling/10_mixture.ipynb #4ffaa9f3
 class _Pair(NamedTuple):
     "Both models as float32 log-probs conditioned on their joint support, and what the conditioning found."
     theta: torch.Tensor       # (B, V) log π_θ on S, -inf elsewhere
@@ -111,6 +112,7 @@ def _newton_bisect(f, x: torch.Tensor, tol: float, max_iter: int):
         steps += todo
     return x, value.abs(), done, steps
 
+# %% ../../nbs/sampling/10_mixture.ipynb #4ef808ff
 def _kl_symmetry(pair: _Pair, tol: float, max_iter: int):
     "α with KL(q‖π_θ) = KL(q‖π_t): the root of g(α) = A'(α)."
     def f(alpha):
@@ -196,6 +198,7 @@ def _entropy(logp: torch.Tensor) -> torch.Tensor:
     logp = logp.clamp_min(_EXP_FLOOR)  # a token under the floor adds < 1.6e-38 * 87
     return -torch.linalg.vecdot(logp.exp(), logp)
 
+# %% ../../nbs/sampling/10_mixture.ipynb #fd80304e
 def compute_alpha(logp_theta: torch.Tensor, logp_target: torch.Tensor, params: SamplingParams | str = 'kl_symmetry') -> AlphaResult:
     "The mixture weight α on theta for each row of (B, V) logits, as `params` says (a `SamplingParams`, or a method name)."
     return _alpha_from_pair(_condition(logp_theta, logp_target), SamplingParams.of(params))
@@ -355,6 +358,7 @@ def sampling_logprobs(logq: torch.Tensor, params: SamplingParams | None = None) 
         logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, _NEG_INF))
     return logits.log_softmax(-1)
 
+# %% ../../nbs/sampling/10_mixture.ipynb #66126756
 def _uniforms(B: int, generator, device) -> torch.Tensor:
     "(B, 1) float64 uniforms: from one generator, or one per row from a list of B generators (per-sample streams)."
     if isinstance(generator, (list, tuple)):

@@ -1,14 +1,18 @@
-"""A real single-node SLURM cluster for tests: munged + slurmctld + slurmd on this machine.
+"""A real single-node SLURM cluster for tests: munged + MariaDB + slurmdbd + slurmctld + slurmd on this machine.
 
-Not a mock: the daemons are Debian's `slurm-wlm` and `munge`, installed with apt-get when missing
+Not a mock: the daemons are Debian's `slurm-wlm`, `slurmdbd`, `mariadb-server` and `munge`, installed with apt-get when missing
 (tests run as root here and in CI). Everything the cluster writes lives in one private temp dir:
 slurm.conf, state, spool, logs and a private munge socket, so it never touches /etc/slurm or
-a system munged, and two clusters (or two runs in a row) do not collide (ports are picked free).
+a system munged or MariaDB, and two clusters (or two runs in a row) do not collide (ports are picked free).
 
     ok, reason = available()          # installs slurm if needed; (False, why) if it cannot run
     with SlurmCluster() as cluster:   # SLURM_CONF is set in os.environ while it runs
         job_id = cluster.submit('job.sh', '--requeue')
         states = cluster.wait([job_id], timeout=60)   # {'12': 'COMPLETED'}
+        cluster.run('sacct', '-X', '-n', '-j', job_id)    # accounting: slurmdbd on a private MariaDB
+
+Accounting is what a real cluster has and what tools read finished jobs from (`sacct`: Snakemake's SLURM executor
+plugin reads job states with it): a private MariaDB (own datadir, socket and TCP port) stores it through slurmdbd.
 
 Every daemon is started by us as a child (foreground mode), tracked by pid, and stopped by pid
 on exit -- also from atexit, and the kernel sends SIGTERM to them if the test process dies.
@@ -17,9 +21,9 @@ This module imports nothing from mlprep on purpose.
 import atexit, ctypes, os, re, shutil, signal, socket, subprocess, sys, tempfile, time
 from pathlib import Path
 
-PACKAGES = ['slurm-wlm', 'munge']
-CLIENTS = ['sbatch', 'squeue', 'scontrol', 'sinfo', 'scancel']
-DAEMONS = ['slurmctld', 'slurmd', 'munged']
+PACKAGES = ['slurm-wlm', 'munge', 'slurmdbd', 'mariadb-server']
+CLIENTS = ['sbatch', 'squeue', 'scontrol', 'sinfo', 'scancel', 'sacct', 'sacctmgr']
+DAEMONS = ['slurmctld', 'slurmd', 'munged', 'slurmdbd', 'mariadbd', 'mariadb-install-db']
 # Job states after which a job will not run again by itself (scontrol's JobState names).
 FINAL_STATES = {'COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'NODE_FAIL', 'PREEMPTED', 'BOOT_FAIL',
                 'DEADLINE', 'OUT_OF_MEMORY', 'SPECIAL_EXIT', 'REVOKED'}
@@ -127,7 +131,7 @@ def _parse_job_line(line):
 
 
 class SlurmCluster:
-    """A private single-node SLURM cluster (munged + slurmctld + slurmd), started as root.
+    """A private single-node SLURM cluster (munged + MariaDB + slurmdbd + slurmctld + slurmd), started as root.
 
     Use as a context manager (or call start()/stop()). While running, os.environ['SLURM_CONF'] points at
     its slurm.conf, so sbatch/squeue/scontrol from this process and its children talk to it."""
@@ -160,6 +164,8 @@ class SlurmCluster:
             self.conf.write_text(self._slurm_conf())
             self._old_conf = os.environ.get('SLURM_CONF')
             os.environ['SLURM_CONF'] = str(self.conf)
+            self._write_client_shims()
+            self._start_accounting()
             self._spawn('slurmctld', [which('slurmctld'), '-D', '-c', '-f', str(self.conf)])
             self._spawn('slurmd', [which('slurmd'), '-D', '-c', '-N', self.node, '-f', str(self.conf)])
             self._wait_idle()
@@ -202,6 +208,68 @@ class SlurmCluster:
             time.sleep(0.1)
         raise RuntimeError('munged did not answer within 20 s')
 
+    def _write_client_shims(self):
+        """A node of a real cluster finds slurm.conf in /etc/slurm; ours is private, so tools that drop SLURM_* from the
+        environment (Snakemake's jobstep executor does before its `srun`) would find no cluster. While the cluster runs,
+        `DIR/bin` comes first on PATH with one shim per client that sets SLURM_CONF when it is missing."""
+        b = self.dir / 'bin'
+        b.mkdir()
+        for name in CLIENTS + ['srun', 'salloc', 'sstat']:
+            real = which(name)
+            if real is None: continue
+            (b / name).write_text(f'#!/bin/sh\nexport SLURM_CONF="${{SLURM_CONF:-{self.conf}}}"\nexec {real} "$@"\n')
+            (b / name).chmod(0o755)
+        self._old_path = os.environ.get('PATH', '')
+        os.environ['PATH'] = f'{b}{os.pathsep}{self._old_path}'
+
+    def _start_accounting(self):
+        "A private MariaDB (datadir, socket, TCP port in our temp dir) and slurmdbd on it; slurmdbd.conf sits beside slurm.conf."
+        db = self.dir / 'mariadb'
+        db.mkdir()
+        r = subprocess.run([which('mariadb-install-db'), f'--datadir={db}/data', '--user=root', '--auth-root-authentication-method=normal',
+                            '--skip-test-db', '--no-defaults'], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        if r.returncode != 0: raise RuntimeError(f'mariadb-install-db failed: {r.stderr[-1500:]}')
+        sock = db / 'mysql.sock'
+        self._spawn('mariadbd', [which('mariadbd'), '--no-defaults', f'--datadir={db}/data', f'--socket={sock}', '--user=root',
+                                 f'--port={self.ports[2]}', '--bind-address=127.0.0.1', f'--pid-file={db}/mariadbd.pid',
+                                 '--skip-log-bin', '--innodb-buffer-pool-size=16M', '--performance-schema=OFF'])
+        sql = ("CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY 'slurm'; GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1'; "
+               "CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY 'slurm'; GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';")
+        self._wait_for(lambda: subprocess.run([which('mariadb'), '--no-defaults', f'--socket={sock}', '-uroot', '-e', sql],
+                                              capture_output=True, timeout=10, stdin=subprocess.DEVNULL).returncode == 0,
+                       'mariadbd', 60)
+        d, conf = self.dir, self.dir / 'slurmdbd.conf'
+        conf.write_text(f"""# Written by tests/slurm/cluster.py
+AuthType=auth/munge
+AuthInfo=socket={self.munge_socket}
+DbdHost={self.node}
+DbdAddr=127.0.0.1
+DbdPort={self.ports[3]}
+SlurmUser=root
+LogFile={d}/log/slurmdbd.log
+PidFile={d}/slurmdbd.pid
+DebugLevel=info
+StorageType=accounting_storage/mysql
+StorageHost=127.0.0.1
+StoragePort={self.ports[2]}
+StorageUser=slurm
+StoragePass=slurm
+StorageLoc=slurm_acct_db
+""")
+        conf.chmod(0o600)
+        self._spawn('slurmdbd', [which('slurmdbd'), '-D'])
+        self._wait_for(lambda: subprocess.run([which('sacctmgr'), '-n', 'list', 'cluster'], capture_output=True, timeout=10,
+                                              stdin=subprocess.DEVNULL).returncode == 0, 'slurmdbd', 60)
+        self.run('sacctmgr', '-i', 'add', 'cluster', self.name)
+
+    def _wait_for(self, ok, name, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.procs[name].poll() is not None: raise RuntimeError(f'{name} exited with {self.procs[name].returncode}')
+            if ok(): return
+            time.sleep(0.3)
+        raise RuntimeError(f'{name} did not answer within {timeout} s')
+
     def _slurm_conf(self):
         self.node = socket.gethostname().split('.')[0]
         self.hardware = hw = node_hardware()
@@ -209,7 +277,7 @@ class SlurmCluster:
         # A little memory headroom: a VM whose memory shrinks would otherwise be drained for "Low RealMemory".
         mem = max(1, int(hw['RealMemory'] * 0.95))
         hw = {**hw, 'RealMemory': mem}
-        self.ports = _free_ports(2)
+        self.ports = _free_ports(4)   # slurmctld, slurmd, mariadbd, slurmdbd
         d = self.dir
         node = ' '.join(f'{k}={v}' for k, v in hw.items())
         return f"""# Written by tests/slurm/cluster.py: a private single-node test cluster.
@@ -233,7 +301,10 @@ SlurmdDebug=info
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=127.0.0.1
+AccountingStoragePort={self.ports[3]}
+AccountingStoragePass={self.munge_socket}
 JobCompType=jobcomp/none
 MpiDefault=none
 MailProg=/bin/true
@@ -315,7 +386,8 @@ PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
     def log_tails(self, n=30):
         "The last lines of every daemon log (for error messages)."
         if self.dir is None: return ''
-        names = ['slurmctld.log', 'slurmd.log', 'slurmctld.stdout', 'slurmd.stdout', 'munged.stdout']
+        names = ['slurmctld.log', 'slurmd.log', 'slurmdbd.log', 'slurmctld.stdout', 'slurmd.stdout', 'slurmdbd.stdout',
+                 'mariadbd.stdout', 'munged.stdout']
         return '\n'.join(f'--- {name} ---\n{_tail(self.dir / "log" / name, n)}' for name in names
                          if (self.dir / 'log' / name).exists())
 
@@ -328,7 +400,7 @@ PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
             ctld = self.procs.get('slurmctld')
             if ctld is not None and ctld.poll() is None: self._cancel_all()
         except Exception: pass
-        for name in ['slurmd', 'slurmctld', 'munged']:
+        for name in ['slurmd', 'slurmctld', 'slurmdbd', 'mariadbd', 'munged']:
             p = self.procs.get(name)
             if p is None or p.poll() is not None: continue
             p.terminate()
@@ -336,6 +408,7 @@ PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
             except subprocess.TimeoutExpired:
                 p.kill(); p.wait(10)
         self._kill_leftovers()
+        if getattr(self, '_old_path', None) is not None: os.environ['PATH'] = self._old_path
         if self._old_conf is None: os.environ.pop('SLURM_CONF', None)
         else: os.environ['SLURM_CONF'] = self._old_conf
         if self.dir is not None: shutil.rmtree(self.dir, ignore_errors=True)
