@@ -176,11 +176,11 @@ def _value(v: str):
 def demo_steps(only: list[str] | None = None) -> list[tuple[str, Callable]]:
     "The demo's steps in order: (capability, step function); `only` keeps those capabilities (and the data step)."
     load_jobs()
-    DEMO_STEPS.setdefault('pipeline', ['mlprep.pipeline:demo_step'])   # the shipped loop on Snakemake: only with --only pipeline
-    unknown = sorted(set(only or []) - set(DEMO_STEPS))
-    if unknown: raise ConfigError(f"--only {','.join(unknown)}: no such demo step; steps: {', '.join(DEMO_STEPS)}")
+    steps = {**DEMO_STEPS, 'pipeline': ['mlprep.pipeline:demo_step']}   # the shipped loop on Snakemake: only with --only pipeline
+    unknown = sorted(set(only or []) - set(steps))
+    if unknown: raise ConfigError(f"--only {','.join(unknown)}: no such demo step; steps: {', '.join(steps)}")
     return [(g, import_target(st['run'] if isinstance(st, dict) else st)) for g in (*JOB_GROUPS, 'pipeline')
-            for st in DEMO_STEPS.get(g, []) if (not only and g != 'pipeline') or g in (only or []) or g == 'data']
+            for st in steps.get(g, []) if (not only and g != 'pipeline') or g in (only or []) or g == 'data']
 
 # %% ../nbs/99_cli.ipynb #261870b4
 def demo(output_dir: str | Path = 'outputs/demo', only: list[str] | None = None, progress: bool = True, **options) -> dict:
@@ -212,7 +212,7 @@ def demo_main(argv: list[str]) -> int:
     "`mlprep demo [--only GROUP,...] [--output_dir DIR] [--KEY VALUE ...]`."
     ap = argparse.ArgumentParser(prog='mlprep demo', description=BUILTIN_VERBS['demo'])
     ap.add_argument('--output_dir', default='outputs/demo', help='where everything goes')
-    ap.add_argument('--only', default=None, help=f"capabilities to run, comma-separated (of {', '.join(JOB_GROUPS[1:])})")
+    ap.add_argument('--only', default=None, help=f"capabilities to run, comma-separated (of {', '.join(JOB_GROUPS[1:])}; pipeline: the shipped loop on Snakemake, only when named)")
     ap.add_argument('--no_progress', action='store_true', help='no progress bars')
     a, rest = ap.parse_known_args(argv)
     if len(rest) % 2 or any(not k.startswith('--') for k in rest[::2]):

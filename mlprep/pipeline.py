@@ -4,7 +4,7 @@
 
 # %% ../nbs/95_pipeline.ipynb #ef54d2e2
 from __future__ import annotations
-import fcntl, itertools, json, os, re, shlex, shutil, subprocess, sys
+import itertools, json, os, re, shlex, shutil, subprocess, sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from .slurm import SlurmOptions
 # %% auto #0
 __all__ = ['STEP_FILE', 'Step', 'Pipeline', 'load_pipeline', 'step_axes', 'PipelineJob', 'pipeline_jobs', 'run_step',
            'slurm_resources', 'step_resources', 'snakefile', 'snakemake_command', 'status_table', 'run_pipeline',
-           'describe', 'show_pipeline', 'pipeline_main', 'shipped_pipeline', 'demo_step']
+           'describe', 'mermaid', 'show_pipeline', 'pipeline_main', 'shipped_pipeline', 'demo_step']
 
 # %% ../nbs/95_pipeline.ipynb #c236442f
 @dataclass
@@ -93,7 +93,7 @@ def _order(steps: dict[str, Step], path) -> dict[str, Step]:
     def visit(n, trail):
         if n in done: return
         if n in trail: raise ConfigError(f"{_where(path, 'steps')}: a cycle: {' -> '.join(trail[trail.index(n):] + [n])}")
-        for k, (up, _) in steps[n].inputs.items(): visit(up, trail + [n])
+        for up, _ in steps[n].inputs.values(): visit(up, trail + [n])
         done.add(n); out[n] = steps[n]
     for n in steps: visit(n, [])
     return out
@@ -129,7 +129,7 @@ def load_pipeline(path: str | Path, output_dir: str | Path | None = None) -> Pip
     p = Pipeline(path.resolve(), name, {n: _parse_step(n, s, path) for n, s in steps.items()}, out, slurm)
     _check_refs(p)
     p.steps = _order(p.steps, path)
-    for j in pipeline_jobs(p)[:len(p.steps) * 4]:                   # the configs' own checks, before anything runs
+    for j in pipeline_jobs(p):                                      # the configs' own checks (inputs do not exist yet)
         try: get_stage(p.steps[j.step].job).config_for({k: v for k, v in j.params.items() if k not in p.steps[j.step].inputs})
         except ConfigError as e: raise ConfigError(f'{_where(path, "steps." + j.step)}: {e}') from None
     for k, o in {'slurm': slurm, **{f'steps.{s.name}.slurm': s.slurm for s in p.steps.values()}}.items():
@@ -293,7 +293,8 @@ def run_pipeline(path: str | Path, output_dir: str | Path | None = None, slurm: 
     from mlprep.runs import output_lock
     p = load_pipeline(path, output_dir)
     if dry_run:
-        subprocess.run(snakemake_command(p, p.path, slurm, cores, dry_run=True, extra=extra), check=False)
+        r = subprocess.run(snakemake_command(p, p.path, slurm, cores, dry_run=True, extra=extra))
+        if r.returncode != 0: raise UserError(f'pipeline {p.name}: the dry run failed (Snakemake exited with status {r.returncode})')
         return p
     p.output_dir.mkdir(parents=True, exist_ok=True)
     with output_lock(p.output_dir, lock=p.output_dir/'pipeline.lock') as state:
@@ -319,19 +320,24 @@ def describe(p: Pipeline) -> str:
         lines.append(f'  {s.name}: {s.job}' + (f'; {ins}' if ins else '') + (f'; sweep {sw}' if sw else ''))
     return '\n'.join(lines)
 
+def mermaid(p: Pipeline) -> str:
+    "The graph of step runs as mermaid text: one box per run (the rules Snakemake gets), an arrow per input."
+    jobs = pipeline_jobs(p)
+    ids = {j.dir: f'n{i}' for i, j in enumerate(jobs)}
+    return '\n'.join(['flowchart TB'] + [f'  {ids[j.dir]}["{j.label}"]' for j in jobs] +
+                     [f'  {ids[u]} --> {ids[j.dir]}' for j in jobs for u in j.upstream]) + '\n'
+
 def show_pipeline(path: str | Path, output_dir: str | Path | None = None) -> dict[str, Path]:
     "Print the steps and write the graph of runs (dag.mmd, and dag.svg with graphviz) into the run folder."
     p = load_pipeline(path, output_dir)
     print(describe(p))
     p.output_dir.mkdir(parents=True, exist_ok=True)
-    made = {}
-    for fmt, name in (('mermaid-js', 'dag.mmd'), ('dot', 'dag.dot')):
-        r = subprocess.run(snakemake_command(p, p.path, extra=['--dag', fmt, '--quiet', 'all']), capture_output=True, text=True)
+    made = {'dag.mmd': atomic_write_text(p.output_dir/'dag.mmd', mermaid(p))}
+    if shutil.which('dot'):                                      # Snakemake's own drawing of its job graph, as SVG
+        r = subprocess.run(snakemake_command(p, p.path, extra=['--dag', 'dot', '--quiet', 'all']), capture_output=True, text=True)
         if r.returncode != 0: raise UserError(f'snakemake --dag failed: {r.stderr.strip()[-500:]}')
-        made[name] = atomic_write_text(p.output_dir/name, r.stdout[r.stdout.find('---' if fmt == 'mermaid-js' else 'digraph'):])
-    if shutil.which('dot'):
         made['dag.svg'] = p.output_dir/'dag.svg'
-        subprocess.run(['dot', '-Tsvg', str(made['dag.dot']), '-o', str(made['dag.svg'])], check=True)
+        subprocess.run(['dot', '-Tsvg', '-o', str(made['dag.svg'])], input=r.stdout[r.stdout.find('digraph'):], text=True, check=True)
     for k, v in made.items(): print(f'{k}: {v}')
     return made
 

@@ -95,7 +95,7 @@ def test_show_draws_the_dag(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert 'dpo: dpo; model_name <- pair.theta, dataset <- pairs.pairs; sweep beta in 0.1, 0.5' in r.stdout
     mmd = (tmp_path / 'show' / 'dag.mmd').read_text()
-    assert 'flowchart' in mmd and 'math_eval__beta_0_5' in mmd
+    assert 'flowchart' in mmd and '["math_eval (beta=0.5)"]' in mmd and mmd.count(' --> ') == 10
 
 
 def test_bad_yaml_is_one_line_naming_file_and_key(tmp_path):

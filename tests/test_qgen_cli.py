@@ -1,5 +1,5 @@
 """`mlprep qgen ...` from the command line: one-line errors for what a user can cause, keys kept out of files, a tiny run."""
-import json, os
+import json, logging, os, sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,8 @@ class Result:
 def mlprep(*args, env=None, capsys=None):
     "`mlprep ARGS` in this process (the console script's own entry point), with `env` set for the call."
     from mlprep.cli import main
+    for h in logging.getLogger('mlprep').handlers:        # a handler made under an earlier test's capture: write to this one's
+        if type(h) is logging.StreamHandler: h.stream = sys.stderr
     saved = {k: os.environ.get(k) for k in (env or {})}
     os.environ.update(env or {})
     try: rc = main([str(a) for a in args])

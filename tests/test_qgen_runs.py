@@ -2,7 +2,7 @@
 save) continues on a plain rerun to the uninterrupted result; other settings, a second process and a file as the output
 are refused in one line; and every command of the Questions-Gen guide runs as written (plus `--sanity_check`) or says
 in one line why it cannot."""
-import json, os, signal, subprocess, sys, textwrap, time
+import json, logging, os, signal, subprocess, sys, textwrap, time
 from pathlib import Path
 
 import pytest
@@ -39,6 +39,8 @@ class Result:
 def mlprep(*args, capsys, env=None):
     "`mlprep ARGS` in this process (the console script's entry point)."
     from mlprep.cli import main
+    for h in logging.getLogger('mlprep').handlers:        # a handler made under an earlier test's capture: write to this one's
+        if type(h) is logging.StreamHandler: h.stream = sys.stderr
     saved = {k: os.environ.get(k) for k in (env or {})}
     os.environ.update(env or {})
     try: rc = main([str(a) for a in args])

@@ -92,12 +92,12 @@ def _train_math_pair(out: Path, s: dict) -> dict:
 
 # %% ../../nbs/evals/53_tiny_math.ipynb #bb671aad
 def tiny_math_pair(cache_dir: str | Path | None = None, steps: int = 200, target_steps: int = 200, hidden_size: int = 64,
-                   num_layers: int = 2, num_heads: int = 4, seq_len: int = 48, batch_size: int = 16, lr: float = 5e-3,
+                   num_layers: int = 2, num_heads: int = 4, seq_len: int = 96, batch_size: int = 16, lr: float = 5e-3,
                    num_train: int = 3000, num_eval: int = 64, seed: int = 0) -> tuple[str, str, dict]:
     "Paths of a tiny llama pair trained on `train` problems (theta: `steps`; target: `target_steps` more) and its metadata; cached."
     s = dict(steps=steps, target_steps=target_steps, hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads,
              seq_len=seq_len, batch_size=batch_size, lr=lr, num_train=num_train, num_eval=num_eval, seed=seed,
-             tokenizer=hashlib.sha256(Path(demo_tokenizer().name_or_path, 'tokenizer.json').read_bytes()).hexdigest()[:16], version=2)
+             tokenizer=hashlib.sha256(Path(demo_tokenizer().name_or_path, 'tokenizer.json').read_bytes()).hexdigest()[:16], version=3)
     root = Path(cache_dir) if cache_dir is not None else _cache_root()/'tiny_math_pair'
     out = root/hashlib.sha256(json.dumps(s, sort_keys=True).encode()).hexdigest()[:12]
     if not (out/'meta.json').exists():
