@@ -52,7 +52,7 @@ class DocsError(Exception): "A notebook failed or a page could not be built; the
 # Discovery
 
 CAPABILITY_TITLES = {'': 'Core', 'data': 'Data', 'sampling': 'Optimal sampling', 'pref': 'Preference optimization',
-                     'mateconv': 'MateConv', 'qgen': 'Questions-Gen'}
+                     'mateconv': 'MateConv', 'qgen': 'Questions-Gen', 'evals': 'Evaluation'}
 
 def _group(nb: Path) -> str:
     "The capability folder of a library notebook (`''` for the top level)."
