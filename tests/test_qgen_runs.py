@@ -32,24 +32,7 @@ CHILD = textwrap.dedent('''
 ''')
 
 
-class Result:
-    def __init__(self, rc, out, err): self.returncode, self.stdout, self.stderr = rc, out, err
-
-
-def mlprep(*args, capsys, env=None):
-    "`mlprep ARGS` in this process (the console script's entry point)."
-    from mlprep.cli import main
-    for h in logging.getLogger('mlprep').handlers:        # a handler made under an earlier test's capture: write to this one's
-        if type(h) is logging.StreamHandler: h.stream = sys.stderr
-    saved = {k: os.environ.get(k) for k in (env or {})}
-    os.environ.update(env or {})
-    try: rc = main([str(a) for a in args])
-    finally:
-        for k, v in saved.items():
-            if v is None: os.environ.pop(k, None)
-            else: os.environ[k] = v
-    r = capsys.readouterr()
-    return Result(rc, r.out, r.err)
+from tests.test_qgen_cli import Result, mlprep   # the CLI in this process, its output captured
 
 
 def ok(r):
