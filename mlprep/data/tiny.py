@@ -21,7 +21,7 @@ from .models import save_pretrained_dir
 __all__ = ['log', 'EOS', 'IM_START', 'IM_END', 'PAD', 'SPECIAL_TOKENS', 'CHATML_TEMPLATE', 'THINKING_TEMPLATE', 'ARCHS',
            'tokenizer_dir', 'train_tokenizer', 'demo_texts', 'build_demo_tokenizer', 'demo_tokenizer', 'tiny_config',
            'tiny_model', 'thinking_tokenizer', 'chat_messages', 'demo_chats', 'pack', 'eval_loss', 'train_lm',
-           'tiny_pair', 'demo_step']
+           'cached_build', 'tiny_pair', 'demo_step']
 
 # %% ../../nbs/data/03_tiny.ipynb #9e9534fb
 log = get_logger('tiny')
@@ -243,6 +243,27 @@ def _train_pair(out: Path, settings: dict, tokenizer_dir: Path, text_path: Path,
                  f"chat {meta['eval'][name]['chat']:.3f}")
     return meta
 
+# %% ../../nbs/data/03_tiny.ipynb #12e8d0b2
+def cached_build(out: str | Path, build, name: str) -> dict:
+    "The `meta.json` of cache folder `out`, made once by `build(tmp) -> meta` (other processes wait, then reuse); a kill leaves no half-built folder."
+    out = Path(out)
+    if not (out/'meta.json').exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out.parent/f'.{out.name}.lock', 'w') as lock:
+            try: fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info(f'{name}: another process is training {out.name}; waiting for it')
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (out/'meta.json').exists():
+                for stale in out.parent.glob(f'.{out.name}.tmp-*'): shutil.rmtree(stale, ignore_errors=True)  # left by killed runs
+                with atomic_dir(out) as tmp:
+                    t0 = time.time()
+                    meta = build(tmp)
+                    meta['seconds']['total'] = round(time.time() - t0, 1)
+                    atomic_write_json(tmp/'meta.json', meta)
+                log.info(f'{name}: wrote {out} in {meta["seconds"]["total"]} s')
+    return json.loads((out/'meta.json').read_text())
+
 # %% ../../nbs/data/03_tiny.ipynb #12e8d0b3
 def tiny_pair(cache_dir: str | Path | None = None,  # where pairs are cached (default: `outputs/tiny_pair` of the repo)
               steps: int = 150,  # AdamW steps of `theta` on demo text
@@ -271,21 +292,7 @@ def tiny_pair(cache_dir: str | Path | None = None,  # where pairs are cached (de
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     out = cache_dir / f'{arch}-{key}'
     paths = (str(out / 'theta'), str(out / 'target'))
-    if (out / 'meta.json').exists(): return paths
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with open(cache_dir / f'.{out.name}.lock', 'w') as lock:
-        try: fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info(f'tiny_pair: another process is training {out.name}; waiting for it')
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        if (out / 'meta.json').exists(): return paths
-        for stale in cache_dir.glob(f'.{out.name}.tmp-*'): shutil.rmtree(stale, ignore_errors=True)  # left by killed runs
-        with atomic_dir(out) as tmp:                                          # a kill leaves no half-trained pair
-            t0 = time.time()
-            meta = _train_pair(tmp, settings, tokenizer_dir, text_path, chat_path)
-            meta['seconds']['total'] = round(time.time() - t0, 1)
-            atomic_write_json(tmp / 'meta.json', meta)
-    log.info(f'tiny_pair: wrote {out} in {meta["seconds"]["total"]} s')
+    cached_build(out, lambda tmp: _train_pair(tmp, settings, tokenizer_dir, text_path, chat_path), 'tiny_pair')
     return paths
 
 # %% ../../nbs/data/03_tiny.ipynb #37a12712

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/evals/53_tiny_math.ipynb #094ea29b
 from __future__ import annotations
-import fcntl, hashlib, json, random, shutil, time
+import hashlib, json, random, shutil, time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +13,7 @@ import torch
 from ..core import atomic_dir, atomic_write_json, cache_dir as _cache_root, get_logger, set_seed, atomic_write_text
 from ..config import Config, ConfigError, param
 from ..data.synth import ITEMS, NAMES
-from ..data.tiny import demo_tokenizer, pack, tiny_model, train_lm
+from ..data.tiny import cached_build, demo_tokenizer, pack, tiny_model, train_lm
 from ..data.models import save_pretrained_dir
 
 # %% auto #0
@@ -100,17 +100,8 @@ def tiny_math_pair(cache_dir: str | Path | None = None, steps: int = 200, target
              tokenizer=hashlib.sha256(Path(demo_tokenizer().name_or_path, 'tokenizer.json').read_bytes()).hexdigest()[:16], version=3)
     root = Path(cache_dir) if cache_dir is not None else _cache_root()/'tiny_math_pair'
     out = root/hashlib.sha256(json.dumps(s, sort_keys=True).encode()).hexdigest()[:12]
-    if not (out/'meta.json').exists():
-        root.mkdir(parents=True, exist_ok=True)
-        with open(root/f'.{out.name}.lock', 'w') as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)                                   # a second process waits, then reuses
-            if not (out/'meta.json').exists():
-                with atomic_dir(out) as tmp:                                   # a kill leaves no half-trained pair
-                    t0 = time.time()
-                    meta = _train_math_pair(tmp, s)
-                    meta['seconds']['total'] = round(time.time() - t0, 1)
-                    atomic_write_json(tmp/'meta.json', meta)
-    return str(out/'theta'), str(out/'target'), json.loads((out/'meta.json').read_text())
+    meta = cached_build(out, lambda tmp: _train_math_pair(tmp, s), 'tiny_math_pair')
+    return str(out/'theta'), str(out/'target'), meta
 
 # %% ../../nbs/evals/53_tiny_math.ipynb #56075ab8
 @dataclass
